@@ -1,0 +1,56 @@
+"""Process-wide settings of the extension: the column workspace bound, its peak, and the kernel switch."""
+from contextlib import contextmanager
+from typing import Iterator
+
+from . import _C
+
+
+def workspace_limit_bytes() -> int:
+    """The bound on the column workspace of one chunk of the batch, in bytes (default 64 MiB)."""
+    return _C.workspace_limit_bytes()
+
+
+def set_workspace_limit_bytes(limit: int) -> None:
+    """Sets the column workspace bound. The batch is processed in chunks whose columns fit in it (at least one
+    sample per chunk). Raises ValueError for a non-positive bound."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"conv_ext: the workspace limit must be an int number of bytes, got {type(limit).__name__}")
+    _C.set_workspace_limit_bytes(limit)
+
+
+@contextmanager
+def workspace_limit(limit: int) -> Iterator[None]:
+    """Context manager: sets the column workspace bound for the duration of the block."""
+    previous = workspace_limit_bytes()
+    set_workspace_limit_bytes(limit)
+    try:
+        yield
+    finally:
+        set_workspace_limit_bytes(previous)
+
+
+def peak_workspace_bytes() -> int:
+    """The largest column workspace the ops allocated since the last reset, in bytes."""
+    return _C.peak_workspace_bytes()
+
+
+def reset_peak_workspace_bytes() -> None:
+    """Starts a new measurement for peak_workspace_bytes()."""
+    _C.reset_peak_workspace_bytes()
+
+
+@contextmanager
+def host_reference_kernels() -> Iterator[None]:
+    """Context manager (for tests): the CPU ops run the reference host loops over the per-element im2col/col2im
+    bodies that the CUDA kernels run, instead of the fast CPU kernels."""
+    previous = _C.host_reference_kernels_enabled()
+    _C.set_host_reference_kernels_enabled(True)
+    try:
+        yield
+    finally:
+        _C.set_host_reference_kernels_enabled(previous)
+
+
+def cuda_built() -> bool:
+    """Whether this build of the extension has the CUDA kernels."""
+    return _C.cuda_built()
