@@ -1,0 +1,34 @@
+# The two commands: `make bench` (the main job: the benchmark) and `make test`. Both set up .venv, install
+# torch and the test/benchmark tools, build the extension with pip against that torch, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch on these machines; any torch >= 2.4 works (e.g. make test TORCH_SPEC='torch>=2.4').
+TORCH_SPEC ?= torch==2.13.0
+TOOLS := setuptools>=70 wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib
+SOURCES := setup.py pyproject.toml $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.cpp)
+BENCH_ARGS ?=
+
+.PHONY: test bench build venv clean
+
+$(BIN)/.deps: Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(TOOLS)
+	touch $@
+
+# Rebuilt only when a source changes (a full build takes a few minutes on 2 cores).
+$(BIN)/.built: $(BIN)/.deps $(SOURCES)
+	MAX_JOBS=$${MAX_JOBS:-2} $(BIN)/pip install --quiet --no-build-isolation -e .
+	touch $@
+
+venv: $(BIN)/.deps
+build: $(BIN)/.built
+
+test: build
+	$(BIN)/python -m pytest -q
+
+bench: build
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf build *.egg-info conv_ext/_C*.so
