@@ -29,6 +29,10 @@ void check_conv2d_backward_args(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
 
+// The geometry of a whole (contiguous) input: sizes, hyperparameters and output plane; batch = N.
+ConvGeometry make_geometry(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation);
+
 // The two column kernels a device provides; everything else (chunks, GEMMs, bias, groups) is shared.
 //   im2col: input chunk (n, C, H, W) contiguous -> columns (C*kh*kw, n*Ho*Wo), written in full.
 //   col2im: columns of the same shape -> grad_input chunk (n, C, H, W), written in full (not accumulated).
@@ -37,13 +41,16 @@ struct ColumnKernels {
   void (*col2im)(const at::Tensor& columns, const at::Tensor& grad_input, const ConvGeometry& geometry);
 };
 
-// The column kernels of each backend: the reference host loop over the per-element bodies of im2col.h (the
-// code the GPU runs), the fast CPU path, and (when built) CUDA.
+// The reference host loops over the per-element bodies of im2col.h: the code the GPU runs, on the CPU.
 const ColumnKernels& host_reference_kernels();
-const ColumnKernels& cpu_fast_kernels();
-// When set, the CPU ops run the reference host kernels instead of the fast CPU path (a test switch).
+// When set, the CPU ops run the shared orchestration with the reference host kernels instead of the fast
+// CPU path (a test switch: it checks the device code and the shared orchestration without a GPU).
 bool host_reference_kernels_enabled();
 void set_host_reference_kernels_enabled(bool enabled);
+#ifdef CONV_EXT_WITH_CUDA
+// The CUDA column kernels: grid-stride loops over the same per-element bodies (csrc/cuda/column_kernels.cu).
+const ColumnKernels& cuda_kernels();
+#endif
 
 // Device-agnostic orchestration (conv2d_impl.cpp).
 at::Tensor conv2d_forward_impl(

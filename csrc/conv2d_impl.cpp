@@ -27,7 +27,21 @@ struct ConvProblem {
 ConvProblem make_problem(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   ConvProblem p{};
-  ConvGeometry& g = p.geometry;
+  p.geometry = make_geometry(input, weight, stride, padding, dilation);
+  const ConvGeometry& g = p.geometry;
+  p.batch_size = g.batch;
+  p.groups = groups;
+  p.out_channels = weight.size(0);
+  p.group_in_rows = g.column_rows() / groups;
+  p.group_out_channels = p.out_channels / groups;
+  return p;
+}
+
+}  // namespace
+
+ConvGeometry make_geometry(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation) {
+  ConvGeometry g{};
   g.batch = input.size(0);
   g.channels = input.size(1);
   g.height = input.size(2);
@@ -42,13 +56,10 @@ ConvProblem make_problem(const at::Tensor& input, const at::Tensor& weight, at::
   g.dilation_w = dilation[1];
   g.out_h = conv_output_length(g.height, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
   g.out_w = conv_output_length(g.width, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
-  p.batch_size = g.batch;
-  p.groups = groups;
-  p.out_channels = weight.size(0);
-  p.group_in_rows = g.column_rows() / groups;
-  p.group_out_channels = p.out_channels / groups;
-  return p;
+  return g;
 }
+
+namespace {
 
 // Samples per chunk such that `buffers` column-sized buffers of one chunk fit in the workspace bound; never
 // fewer than one sample.
@@ -118,14 +129,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_impl(
   ConvGeometry& g = p.geometry;
   const int64_t L = g.out_plane();
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
-  const at::Tensor unused = at::empty({0}, input.options());
+  // Outputs that were not asked for are empty tensors, each its own (outputs must not alias).
+  auto unused = [&] { return at::empty({0}, input.options()); };
 
-  at::Tensor grad_input = need_input ? at::empty_like(input) : unused;
+  at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
   // dw accumulates over the batch in the accumulation type (float32 for the half types).
   const auto accumulate_dtype = at::toOpMathType(input.scalar_type());
   at::Tensor grad_weight_groups = need_weight
       ? at::zeros({groups, p.group_out_channels, p.group_in_rows}, weight.options().dtype(accumulate_dtype))
-      : unused;
+      : unused();
   if ((need_input || need_weight) && p.batch_size > 0 && grad_output.numel() > 0) {
     const at::Tensor weight_groups_t =
         weight.view({groups, p.group_out_channels, p.group_in_rows}).transpose(1, 2);
@@ -164,8 +176,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_impl(
   } else if (need_input) {
     grad_input.zero_();
   }
-  at::Tensor grad_weight = need_weight ? grad_weight_groups.view(weight.sizes()).to(weight.scalar_type()) : unused;
-  at::Tensor grad_bias = need_bias ? grad_output.sum({0, 2, 3}) : unused;
+  at::Tensor grad_weight = need_weight ? grad_weight_groups.view(weight.sizes()).to(weight.scalar_type()) : unused();
+  at::Tensor grad_bias = need_bias ? grad_output.sum({0, 2, 3}) : unused();
   return {grad_input, grad_weight, grad_bias};
 }
 

@@ -1,44 +1,88 @@
-"""The column workspace: chunks of the batch under a bound, identical results whatever the chunking."""
+"""The column workspace: processed in pieces under a bound, with identical results whatever the bound.
+
+Both CPU paths are checked: the fast tiled path (tiles of output rows per thread) and the shared orchestration
+that CUDA uses (chunks of the batch), run here with the host-launched device bodies."""
+import contextlib
+
+import pytest
 import torch
+import torch.nn.functional as F
 
 import conv_ext
 from conv_cases import GRID, case_kwargs, forward_and_grads, make_tensors
+from conv_ext.settings import host_reference_kernels
 
 CASE = next(c for c in GRID if c.name == "batch33")
+PATHS = {"tiled": contextlib.nullcontext, "shared": host_reference_kernels}
+paths = pytest.mark.parametrize("path", list(PATHS))
 
 
 def column_bytes_per_sample(input: torch.Tensor, weight: torch.Tensor, output: torch.Tensor) -> int:
     return input.shape[1] * weight.shape[2] * weight.shape[3] * output.shape[2] * output.shape[3] * input.element_size()
 
 
-def test_chunked_equals_unchunked():
+@paths
+def test_chunked_equals_unchunked(path):
     input, weight, bias = make_tensors(CASE, torch.float64, True)
-    with conv_ext.workspace_limit(1 << 30):
-        whole, whole_grads, grad_output = forward_and_grads(conv_ext.conv2d, input, weight, bias, None,
-                                                            **case_kwargs(CASE))
-    with conv_ext.workspace_limit(1):  # one sample per chunk
-        chunked, chunked_grads, _ = forward_and_grads(conv_ext.conv2d, input, weight, bias, grad_output,
-                                                      **case_kwargs(CASE))
-    torch.testing.assert_close(chunked, whole, rtol=1e-13, atol=1e-13)
-    for got, want in zip(chunked_grads, whole_grads):
+    with PATHS[path]():
+        with conv_ext.workspace_limit(1 << 30):
+            whole, whole_grads, grad_output = forward_and_grads(conv_ext.conv2d, input, weight, bias, None,
+                                                                **case_kwargs(CASE))
+        with conv_ext.workspace_limit(1):  # the smallest pieces: one sample, or one output row
+            pieces, pieces_grads, _ = forward_and_grads(conv_ext.conv2d, input, weight, bias, grad_output,
+                                                        **case_kwargs(CASE))
+    torch.testing.assert_close(pieces, whole, rtol=1e-13, atol=1e-13)
+    for got, want in zip(pieces_grads, whole_grads):
         torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
 
 
-def test_peak_workspace_stays_under_the_bound():
+@paths
+def test_peak_workspace_stays_under_the_bound(path):
     input, weight, bias = make_tensors(CASE, torch.float32, True)
     output = conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE))
     per_sample = column_bytes_per_sample(input, weight, output)
-    limit = 5 * per_sample  # backward holds two column buffers: 2 samples per chunk
-    with conv_ext.workspace_limit(limit):
+    limit = 5 * per_sample
+    with PATHS[path](), conv_ext.workspace_limit(limit):
         conv_ext.reset_peak_workspace_bytes()
         conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE)).sum().backward()
         peak = conv_ext.peak_workspace_bytes()
     assert 0 < peak <= limit
-    assert peak >= 4 * per_sample  # the chunks are as large as the bound allows: 5 in forward, 2 x 2 in backward
-    with conv_ext.workspace_limit(1 << 30):
+
+
+def test_shared_orchestration_chunks_are_as_large_as_the_bound_allows():
+    input, weight, bias = make_tensors(CASE, torch.float32, True)
+    output = conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE))
+    per_sample = column_bytes_per_sample(input, weight, output)
+    with host_reference_kernels():
+        with conv_ext.workspace_limit(5 * per_sample):  # 5 samples in forward, 2 x 2 column buffers in backward
+            conv_ext.reset_peak_workspace_bytes()
+            conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE))
+            assert conv_ext.peak_workspace_bytes() == 5 * per_sample
+        with conv_ext.workspace_limit(1 << 30):
+            conv_ext.reset_peak_workspace_bytes()
+            conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE))
+            assert conv_ext.peak_workspace_bytes() == per_sample * input.shape[0]
+
+
+@paths
+def test_columns_many_times_the_bound_still_run(path):
+    """One sample whose columns are 17x the bound: the tiled path cuts it into single output rows (its
+    minimum piece), the shared orchestration runs it as a chunk of one sample (its minimum piece)."""
+    torch.manual_seed(0)
+    input = torch.randn(3, 8, 48, 40, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    limit = 64 << 10
+    assert column_bytes_per_sample(input, weight, input[:, :4]) > 16 * limit
+    with PATHS[path](), conv_ext.workspace_limit(limit):
         conv_ext.reset_peak_workspace_bytes()
-        conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE))
-        assert conv_ext.peak_workspace_bytes() == per_sample * input.shape[0]
+        output, grads, grad_output = forward_and_grads(conv_ext.conv2d, input, weight, None, None, padding=1)
+        peak = conv_ext.peak_workspace_bytes()
+    expected, expected_grads, _ = forward_and_grads(F.conv2d, input, weight, None, grad_output, padding=1)
+    torch.testing.assert_close(output, expected)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)
+    if path == "tiled":
+        assert peak <= limit
 
 
 def test_workspace_limit_context_restores_the_setting():

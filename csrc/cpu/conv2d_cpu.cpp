@@ -2,25 +2,29 @@
 #include <torch/library.h>
 
 #include "../conv2d.h"
+#include "tiled_conv2d.h"
 
 namespace conv_ext {
 
 namespace {
 
-const ColumnKernels& cpu_kernels() {
-  return host_reference_kernels_enabled() ? host_reference_kernels() : cpu_fast_kernels();
-}
-
+// The fast tiled path, or (test switch) the shared orchestration with the device bodies run on the host.
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  return conv2d_forward_impl(input, weight, bias, stride, padding, dilation, groups, cpu_kernels());
+  if (host_reference_kernels_enabled()) {
+    return conv2d_forward_impl(input, weight, bias, stride, padding, dilation, groups, host_reference_kernels());
+  }
+  return cpu::conv2d_forward_tiled(input, weight, bias, stride, padding, dilation, groups);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
-  return conv2d_backward_impl(grad_output, input, weight, stride, padding, dilation, groups, output_mask,
-                              cpu_kernels());
+  if (host_reference_kernels_enabled()) {
+    return conv2d_backward_impl(grad_output, input, weight, stride, padding, dilation, groups, output_mask,
+                                host_reference_kernels());
+  }
+  return cpu::conv2d_backward_tiled(grad_output, input, weight, stride, padding, dilation, groups, output_mask);
 }
 
 }  // namespace
