@@ -1,16 +1,17 @@
 """Builds conv_ext._C from csrc/ against the torch that is already installed (use --no-build-isolation).
 
-CPU sources always; the CUDA sources (csrc/cuda/*.cu) when torch was built with CUDA and nvcc is found
+CPU sources always; the CUDA sources (csrc/cuda/*.cpp and *.cu) when torch was built with CUDA and nvcc is found
 (CUDA_HOME), or when FORCE_CUDA=1. TORCH_CUDA_ARCH_LIST picks the GPU architectures, as torch does.
 """
 import glob
+import inspect
 import os
 
 from setuptools import setup
 
 try:
     import torch
-    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension, include_paths
 except ImportError as error:  # pragma: no cover - only without torch
     raise SystemExit(
         "conv_ext needs PyTorch installed before it is built: `pip install torch`, then "
@@ -31,24 +32,40 @@ def sources(pattern: str) -> list:
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", pattern)))
 
 
+def system_include_flags(cuda: bool) -> list:
+    """torch's (and the CUDA toolkit's) include directories as -isystem flags. setuptools passes them as -I, so
+    -Wextra -Werror would fail on warnings inside torch's headers; a directory given with both -I and -isystem
+    is searched as a system directory (no warnings), so only our own files are held to -Werror."""
+    if "device_type" in inspect.signature(include_paths).parameters:  # torch >= 2.6
+        paths = include_paths("cuda" if cuda else "cpu")
+    else:
+        paths = include_paths(cuda=cuda)
+    return [flag for path in paths for flag in ("-isystem", path)]
+
+
 def make_extension():
     cxx_flags = ["-O3"]  # the C++ standard is torch's choice (C++20 for recent releases); our code is C++17
     # Our own files compile warning-free; CONV_EXT_WERROR=1 (the CI compile checks) makes that a rule.
-    werror = ["-Wall", "-Wextra", "-Werror"] if os.environ.get("CONV_EXT_WERROR") == "1" else ["-Wall"]
+    strict = os.environ.get("CONV_EXT_WERROR") == "1"
+    werror = ["-Wall", "-Wextra", "-Werror"] if strict else ["-Wall"]
     cpp_sources = sources("*.cpp") + sources("cpu/*.cpp")
     if want_cuda():
-        print("conv_ext: building with CUDA (csrc/cuda/*.cu)")
-        nvcc_flags = ["-O3"]
-        if os.environ.get("CONV_EXT_WERROR") == "1":
-            nvcc_flags += ["-Werror=all-warnings", "-Xcompiler", "-Wall,-Werror"]
+        print("conv_ext: building with CUDA (csrc/cuda/*.cpp, *.cu)")
+        system_includes = system_include_flags(cuda=True)
+        nvcc_flags = ["-O3"] + system_includes
+        if strict:  # nvcc's own warnings and the host compiler's, in our .cu files
+            nvcc_flags += ["-Werror=all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror"]
         return CUDAExtension(
             "conv_ext._C",
-            cpp_sources + sources("cuda/*.cu"),
+            # .cpp files under cuda/ are host code that needs the CUDA headers: CUDA build only.
+            cpp_sources + sources("cuda/*.cpp") + sources("cuda/*.cu"),
             define_macros=[("CONV_EXT_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx_flags + werror, "nvcc": nvcc_flags},
+            extra_compile_args={"cxx": cxx_flags + system_includes + werror, "nvcc": nvcc_flags},
         )
     print("conv_ext: building CPU-only (no CUDA torch + nvcc found; FORCE_CUDA=1 forces a CUDA build)")
-    return CppExtension("conv_ext._C", cpp_sources, extra_compile_args={"cxx": cxx_flags + werror})
+    return CppExtension(
+        "conv_ext._C", cpp_sources,
+        extra_compile_args={"cxx": cxx_flags + system_include_flags(cuda=False) + werror})
 
 
 setup(
