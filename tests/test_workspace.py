@@ -21,14 +21,20 @@ def column_bytes_per_sample(input: torch.Tensor, weight: torch.Tensor, output: t
     return input.shape[1] * weight.shape[2] * weight.shape[3] * output.shape[2] * output.shape[3] * input.element_size()
 
 
+# Bounds in output rows of CASE's columns (float64, two buffers in backward): 1 row; 3 rows per thread on 2
+# threads (tiles of 3, 3 and a shorter last one); 2 samples.
+ROW_BYTES = 2 * 2 * 9 * 6 * 8
+
+
 @paths
-def test_chunked_equals_unchunked(path):
+@pytest.mark.parametrize("limit", [1, 6 * ROW_BYTES, 2 * 7 * ROW_BYTES], ids=["minimal", "3-rows", "2-samples"])
+def test_chunked_equals_unchunked(path, limit):
     input, weight, bias = make_tensors(CASE, torch.float64, True)
     with PATHS[path]():
         with conv_ext.workspace_limit(1 << 30):
             whole, whole_grads, grad_output = forward_and_grads(conv_ext.conv2d, input, weight, bias, None,
                                                                 **case_kwargs(CASE))
-        with conv_ext.workspace_limit(1):  # the smallest pieces: one sample, or one output row
+        with conv_ext.workspace_limit(limit):
             pieces, pieces_grads, _ = forward_and_grads(conv_ext.conv2d, input, weight, bias, grad_output,
                                                         **case_kwargs(CASE))
     torch.testing.assert_close(pieces, whole, rtol=1e-13, atol=1e-13)
@@ -91,3 +97,16 @@ def test_workspace_limit_context_restores_the_setting():
     with conv_ext.workspace_limit(12345):
         assert conv_ext.workspace_limit_bytes() == 12345
     assert conv_ext.workspace_limit_bytes() == before
+
+
+def test_seed_second_layer_with_the_default_bound():
+    """The seed's 16->32 k5 layer at 14x14: at the default bound its backward tiles are 11 + 3 output rows."""
+    torch.manual_seed(0)
+    input = torch.randn(4, 16, 14, 14, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(32, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(32, dtype=torch.float64, requires_grad=True)
+    output, grads, grad_output = forward_and_grads(conv_ext.conv2d, input, weight, bias, None, padding=2)
+    expected, expected_grads, _ = forward_and_grads(F.conv2d, input, weight, bias, grad_output, padding=2)
+    torch.testing.assert_close(output, expected)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)

@@ -97,6 +97,13 @@ at::Tensor group_tile(const at::Tensor& matrix, int64_t group, int64_t count, in
   return matrix.narrow(0, group * count, count).narrow(1, oh_begin * out_w, (oh_end - oh_begin) * out_w);
 }
 
+// Buffer `index` of a thread's tiles as the contiguous (C*kh*kw, tile_cols) matrix that im2col_tile and
+// col2im_tile_add index (the last tile of a sample may be shorter than the others).
+at::Tensor tile_columns(const at::Tensor& thread_tiles, int64_t index, int64_t tile_cols, const TiledProblem& p) {
+  const int64_t rows = p.g.column_rows();
+  return thread_tiles.narrow(0, index * p.tile_numel(), rows * tile_cols).view({rows, tile_cols});
+}
+
 // `buffers` tiles of columns per thread (none for a pointwise forward).
 at::Tensor allocate_tiles(const TiledProblem& p, int64_t buffers, const at::Tensor& like) {
   const int64_t numel = p.tile_numel() * buffers;
@@ -110,6 +117,9 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   check_conv2d_args(input_arg, weight_arg, bias, stride, padding, dilation, groups);
+  // The ATen calls below are our implementation, not part of the autograd graph (and out= ops refuse
+  // inputs that require grad, as in a double backward).
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups, 1);
@@ -127,8 +137,7 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
         const int64_t oh_end = std::min(g.out_h, oh_begin + p.rows_per_tile);
         at::Tensor columns = input_n;  // pointwise: the input is its own column matrix
         if (!p.pointwise) {
-          columns = tiles[thread].narrow(0, 0, p.tile_numel()).view({g.column_rows(), -1})
-                        .narrow(1, 0, (oh_end - oh_begin) * g.out_w);
+          columns = tile_columns(tiles[thread], 0, (oh_end - oh_begin) * g.out_w, p);
           im2col_tile(input_n.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), oh_begin, oh_end, g);
         }
         for (int64_t group = 0; group < groups; ++group) {
@@ -153,6 +162,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
     std::array<bool, 3> output_mask) {
   check_conv2d_backward_args(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups);
+  // The ATen calls below are our implementation, not part of the autograd graph (and out= ops refuse
+  // inputs that require grad, as in a double backward).
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor grad_output = grad_output_arg.contiguous();
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
@@ -183,14 +195,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
         for (int64_t oh_begin = 0; oh_begin < g.out_h; oh_begin += p.rows_per_tile) {
           const int64_t oh_end = std::min(g.out_h, oh_begin + p.rows_per_tile);
           const int64_t tile_cols = (oh_end - oh_begin) * g.out_w;
-          auto tile_buffer = [&](int64_t index) {
-            return tiles[thread].narrow(0, index * p.tile_numel(), p.tile_numel()).view({g.column_rows(), -1})
-                .narrow(1, 0, tile_cols);
-          };
           if (need_weight) {  // dw_g += dy_g . cols_g^T
             at::Tensor columns = input_n;
             if (!p.pointwise) {
-              columns = tile_buffer(0);
+              columns = tile_columns(tiles[thread], 0, tile_cols, p);
               im2col_tile(input_n.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), oh_begin,
                           oh_end, g);
             }
@@ -207,7 +215,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
             }
           }
           if (need_input) {  // dcols_g = W_g^T . dy_g, then col2im adds the tile onto dx
-            at::Tensor grad_columns = tile_buffer(columns_buffers);
+            at::Tensor grad_columns = tile_columns(tiles[thread], columns_buffers, tile_cols, p);
             for (int64_t group = 0; group < groups; ++group) {
               at::Tensor dcols = grad_columns.narrow(0, group * p.group_rows, p.group_rows);
               at::mm_out(dcols, weight_groups[group].t(),
