@@ -87,6 +87,9 @@ at::Tensor conv2d_forward_impl(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
     const ColumnKernels& kernels) {
   check_conv2d_args(input_arg, weight_arg, bias, stride, padding, dilation, groups);
+  // The ATen calls below are our implementation, not part of the autograd graph (and out= ops refuse
+  // inputs that require grad, as in a double backward).
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
   ConvProblem p = make_problem(input, weight, stride, padding, dilation, groups);
@@ -122,6 +125,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_impl(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
     std::array<bool, 3> output_mask, const ColumnKernels& kernels) {
   check_conv2d_backward_args(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups);
+  // The ATen calls below are our implementation, not part of the autograd graph (and out= ops refuse
+  // inputs that require grad, as in a double backward).
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor grad_output = grad_output_arg.contiguous();
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
