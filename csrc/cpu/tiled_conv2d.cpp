@@ -91,10 +91,11 @@ void col2im_tile_add(const scalar_t* columns, acc_t* sample, int64_t oh_begin, i
   });
 }
 
-// The group's block of a (rows, L) matrix for output rows [oh_begin, oh_end): rows [group*count, ...).
-at::Tensor group_tile(const at::Tensor& matrix, int64_t group, int64_t count, int64_t oh_begin, int64_t oh_end,
-                      int64_t out_w) {
-  return matrix.narrow(0, group * count, count).narrow(1, oh_begin * out_w, (oh_end - oh_begin) * out_w);
+// A (rows, L) matrix of one sample as (groups, rows/groups, tile) for output rows [oh_begin, oh_end): the
+// operand of one batched GEMM over the groups.
+at::Tensor groups_tile(const at::Tensor& matrix, int64_t groups, int64_t oh_begin, int64_t oh_end, int64_t out_w) {
+  return matrix.view({groups, matrix.size(0) / groups, matrix.size(1)})
+      .narrow(2, oh_begin * out_w, (oh_end - oh_begin) * out_w);
 }
 
 // Buffer `index` of a thread's tiles as the contiguous (C*kh*kw, tile_cols) matrix that im2col_tile and
@@ -127,6 +128,8 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   at::Tensor output = at::empty({g.batch, p.out_channels, g.out_h, g.out_w}, input.options());
   if (output.numel() == 0) return output;
   const at::Tensor weight_groups = weight.view({groups, p.group_out_channels, p.group_rows});
+  const std::optional<at::Tensor> bias_groups =
+      bias ? std::optional<at::Tensor>(bias->view({groups, p.group_out_channels, 1})) : std::nullopt;
   const at::Tensor tiles = allocate_tiles(p, p.pointwise ? 0 : 1, input);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "conv2d_forward_tiled", [&] {
@@ -140,16 +143,14 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
           columns = tile_columns(tiles[thread], 0, (oh_end - oh_begin) * g.out_w, p);
           im2col_tile(input_n.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), oh_begin, oh_end, g);
         }
-        for (int64_t group = 0; group < groups; ++group) {
-          at::Tensor out = group_tile(output_n, group, p.group_out_channels, oh_begin, oh_end, g.out_w);
-          const at::Tensor cols = p.pointwise ? group_tile(columns, group, p.group_rows, oh_begin, oh_end, g.out_w)
-                                              : columns.narrow(0, group * p.group_rows, p.group_rows);
-          if (bias) {  // out = bias + W_g . cols (the bias is the GEMM's beta term)
-            at::addmm_out(out, bias->narrow(0, group * p.group_out_channels, p.group_out_channels).unsqueeze(1),
-                          weight_groups[group], cols);
-          } else {
-            at::mm_out(out, weight_groups[group], cols);
-          }
+        // One GEMM per group, batched: (g, O/g, K) @ (g, K, tile) -> the output tile, in place.
+        at::Tensor out = groups_tile(output_n, groups, oh_begin, oh_end, g.out_w);
+        const at::Tensor cols = p.pointwise ? groups_tile(columns, groups, oh_begin, oh_end, g.out_w)
+                                            : columns.view({groups, p.group_rows, -1});
+        if (bias_groups) {  // out = bias + W . cols (the bias is the GEMM's beta term)
+          at::baddbmm_out(out, *bias_groups, weight_groups, cols);
+        } else {
+          at::bmm_out(out, weight_groups, cols);
         }
       }
     });
@@ -195,32 +196,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
         for (int64_t oh_begin = 0; oh_begin < g.out_h; oh_begin += p.rows_per_tile) {
           const int64_t oh_end = std::min(g.out_h, oh_begin + p.rows_per_tile);
           const int64_t tile_cols = (oh_end - oh_begin) * g.out_w;
-          if (need_weight) {  // dw_g += dy_g . cols_g^T
+          const at::Tensor dy = groups_tile(grad_output_n, groups, oh_begin, oh_end, g.out_w);  // (g, O/g, tile)
+          if (need_weight) {  // dw += dy . cols^T, per group: (g, O/g, tile) @ (g, tile, K)
             at::Tensor columns = input_n;
             if (!p.pointwise) {
               columns = tile_columns(tiles[thread], 0, tile_cols, p);
               im2col_tile(input_n.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), oh_begin,
                           oh_end, g);
             }
-            for (int64_t group = 0; group < groups; ++group) {
-              const at::Tensor dy = group_tile(grad_output_n, group, p.group_out_channels, oh_begin, oh_end, g.out_w);
-              const at::Tensor cols = p.pointwise ? group_tile(columns, group, p.group_rows, oh_begin, oh_end, g.out_w)
-                                                  : columns.narrow(0, group * p.group_rows, p.group_rows);
-              at::Tensor partial = grad_weight_partials[thread][group];
-              if (accumulate_in_place) {
-                partial.addmm_(dy, cols.t());
-              } else {
-                partial.add_(at::mm(dy, cols.t()));
-              }
+            const at::Tensor cols = p.pointwise ? groups_tile(columns, groups, oh_begin, oh_end, g.out_w)
+                                                : columns.view({groups, p.group_rows, -1});
+            at::Tensor partial = grad_weight_partials[thread];
+            if (accumulate_in_place) {
+              partial.baddbmm_(dy, cols.transpose(1, 2));
+            } else {
+              partial.add_(at::bmm(dy, cols.transpose(1, 2)));
             }
           }
-          if (need_input) {  // dcols_g = W_g^T . dy_g, then col2im adds the tile onto dx
+          if (need_input) {  // dcols = W^T . dy per group, then col2im adds the tile onto dx
             at::Tensor grad_columns = tile_columns(tiles[thread], columns_buffers, tile_cols, p);
-            for (int64_t group = 0; group < groups; ++group) {
-              at::Tensor dcols = grad_columns.narrow(0, group * p.group_rows, p.group_rows);
-              at::mm_out(dcols, weight_groups[group].t(),
-                         group_tile(grad_output_n, group, p.group_out_channels, oh_begin, oh_end, g.out_w));
-            }
+            at::Tensor grad_columns_groups = grad_columns.view({groups, p.group_rows, tile_cols});
+            at::bmm_out(grad_columns_groups, weight_groups.transpose(1, 2), dy);
             col2im_tile_add(grad_columns.const_data_ptr<scalar_t>(), grad_input_acc[n].mutable_data_ptr<acc_t>(),
                             oh_begin, oh_end, g);
           }
