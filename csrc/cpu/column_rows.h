@@ -41,6 +41,26 @@ void im2col_row(const scalar_t* sample, scalar_t* out, int64_t row, int64_t oh_b
   const scalar_t* plane = sample + t.c * g.height * g.width;
   const int64_t w_offset = t.j * g.dilation_w - g.pad_w;
   const ValidRange cols = valid_outputs(g.out_w, g.width, g.stride_w, w_offset);
+  if (g.stride_h == 1 && g.stride_w == 1 && g.width == g.out_w) {
+    // Consecutive output rows read consecutive input rows of the same width ('same' padding): the valid rows
+    // are one contiguous copy, shifted by the tap's offset; then the border columns, which that copy filled
+    // from the neighbouring rows, are zeroed.
+    const ValidRange rows = valid_outputs(oh_end, g.height, 1, t.i * g.dilation_h - g.pad_h);
+    const int64_t first = std::max(rows.begin, oh_begin), last = std::max(first, rows.end);
+    const int64_t h_first = first + t.i * g.dilation_h - g.pad_h;
+    std::fill(out, out + (first - oh_begin) * g.out_w, scalar_t(0));
+    scalar_t* block = out + (first - oh_begin) * g.out_w;
+    // Source [h_first*W + w_offset, ...) clipped to the plane; what the clip leaves out is border anyway.
+    const int64_t src_begin = h_first * g.width + w_offset, src_end = src_begin + (last - first) * g.width;
+    const int64_t copy_begin = std::max<int64_t>(src_begin, 0), copy_end = std::min(src_end, g.height * g.width);
+    if (copy_end > copy_begin) std::copy(plane + copy_begin, plane + copy_end, block + (copy_begin - src_begin));
+    for (int64_t r = 0; r < last - first; ++r) {
+      std::fill(block + r * g.out_w, block + r * g.out_w + cols.begin, scalar_t(0));
+      std::fill(block + r * g.out_w + cols.end, block + (r + 1) * g.out_w, scalar_t(0));
+    }
+    std::fill(block + (last - first) * g.out_w, out + (oh_end - oh_begin) * g.out_w, scalar_t(0));
+    return;
+  }
   for (int64_t oh = oh_begin; oh < oh_end; ++oh, out += g.out_w) {
     const int64_t h = oh * g.stride_h - g.pad_h + t.i * g.dilation_h;
     if (!in_range(h, g.height)) {
