@@ -6,6 +6,7 @@ CPU sources always; the CUDA sources (csrc/cuda/*.cpp and *.cu) when torch was b
 import glob
 import inspect
 import os
+import sys
 
 from setuptools import setup
 
@@ -43,8 +44,15 @@ def system_include_flags(cuda: bool) -> list:
     return [flag for path in paths for flag in ("-isystem", path)]
 
 
+def openmp_flags() -> list:
+    """at::parallel_for is a header template: our own parallel loops are parallel only when this file is compiled
+    with OpenMP, as torch's CPU build is (torch ships the libgomp it links)."""
+    return ["-fopenmp"] if sys.platform.startswith("linux") and torch.backends.openmp.is_available() else []
+
+
 def make_extension():
-    cxx_flags = ["-O3"]  # the C++ standard is torch's choice (C++20 for recent releases); our code is C++17
+    # The C++ standard is torch's choice (C++20 for recent releases); our code is C++17.
+    cxx_flags = ["-O3"] + openmp_flags()
     # Our own files compile warning-free; CONV_EXT_WERROR=1 (the CI compile checks) makes that a rule.
     strict = os.environ.get("CONV_EXT_WERROR") == "1"
     werror = ["-Wall", "-Wextra", "-Werror"] if strict else ["-Wall"]
@@ -61,11 +69,13 @@ def make_extension():
             cpp_sources + sources("cuda/*.cpp") + sources("cuda/*.cu"),
             define_macros=[("CONV_EXT_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags + system_includes + werror, "nvcc": nvcc_flags},
+            extra_link_args=openmp_flags(),
         )
     print("conv_ext: building CPU-only (no CUDA torch + nvcc found; FORCE_CUDA=1 forces a CUDA build)")
     return CppExtension(
         "conv_ext._C", cpp_sources,
-        extra_compile_args={"cxx": cxx_flags + system_include_flags(cuda=False) + werror})
+        extra_compile_args={"cxx": cxx_flags + system_include_flags(cuda=False) + werror},
+        extra_link_args=openmp_flags())
 
 
 setup(

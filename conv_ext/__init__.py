@@ -1,4 +1,14 @@
 """conv_ext: a 2-D convolution layer from scratch, im2col + GEMM as a PyTorch C++/CUDA extension."""
+import torch  # noqa: F401  (the extension links against torch's libraries: load them first)
+
+try:
+    from . import _C  # noqa: F401  (registers torch.ops.conv_ext)
+except ImportError as error:
+    raise ImportError(
+        "conv_ext's C++ extension (conv_ext._C) is not built, or was built against another torch: run "
+        "`pip install --no-build-isolation -e .` (or `make build`) in this environment. Original error: "
+        f"{error}") from error
+
 from . import reference
 from .nn import Conv2d, convert
 from .ops import Conv2dFunction, conv2d

@@ -79,6 +79,9 @@ void for_each_tile(const TiledProblem& p, const Body& body) {
   };
   if (p.threads > 1) {
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      // The dispatcher's thread-local state does not follow into the worker threads: the GEMMs of the tiles
+      // run below autograd there too.
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;
       for (int64_t block = begin; block < end; ++block) run_block(block, static_cast<int64_t>(at::get_thread_num()));
     });
   } else {
