@@ -2,9 +2,12 @@
 
 The C++ library registers the schemas, the CPU (and CUDA) kernels and the Meta kernels used for tracing.
 Autograd is defined once, by _setup_context and _backward below: registered on the op itself (so the op is
-differentiable when called directly, and under torch.compile) and reused by Conv2dFunction.
+differentiable when called directly, and under torch.compile) and reused by Conv2dFunction. The backward op is
+differentiable too (_double_backward: double, triple, ... backward), and the forward op has Autocast kernels that
+follow F.conv2d's autocast policy. torch.func transforms do not apply: torch.library gives an op defined in C++
+an autograd.Function without setup_context, which functorch refuses.
 """
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 
@@ -22,6 +25,10 @@ def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: torch.Tensor) -> N
 
 def _backward(ctx: Any, grad_output: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
     input, weight = ctx.saved_tensors
+    if grad_output.dtype != input.dtype:
+        # Conv2dFunction under autocast: it saved the tensors it was given, the forward op computed in the
+        # autocast dtype (that of its output and grad_output). The backward uses what the forward used.
+        input, weight = input.to(grad_output.dtype), weight.to(grad_output.dtype)
     output_mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
     grads = [None, None, None]
     if any(output_mask):
@@ -31,6 +38,72 @@ def _backward(ctx: Any, grad_output: torch.Tensor) -> Tuple[Optional[torch.Tenso
 
 
 torch.library.register_autograd("conv_ext::conv2d", _backward, setup_context=_setup_context)
+
+
+# Double backward. With T(x, w, gy) = <conv(x, w), gy>, the backward op returns gx = dT/dx (bilinear in gy, w),
+# gw = dT/dw (bilinear in x, gy) and gb = sum(gy). For incoming grads (ggx, ggw, ggb) of those outputs:
+#   d/d(gy) = conv(ggx, w) + conv(x, ggw) + ggb (broadcast over N, Ho, Wo)
+#   d/d(x)  = conv2d_backward_input(gy, ggw)    (from <ggw, gw> = T(x, ggw, gy))
+#   d/d(w)  = conv2d_backward_weight(ggx, gy)   (from <ggx, gx> = T(ggx, w, gy))
+# Every term is one of our own differentiable ops, so triple (and higher) backward works too.
+def _setup_context_backward(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[torch.Tensor, ...]) -> None:
+    grad_output, input, weight, stride, padding, dilation, groups, output_mask = inputs
+    ctx.save_for_backward(grad_output, input, weight)
+    ctx.conv_args = (stride, padding, dilation, groups)
+    ctx.output_mask = tuple(output_mask)
+
+
+def _double_backward(ctx: Any, grad_grad_input: Optional[torch.Tensor], grad_grad_weight: Optional[torch.Tensor],
+                     grad_grad_bias: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], ...]:
+    grad_output, input, weight = ctx.saved_tensors
+    conv_args = ctx.conv_args
+    # Incoming grads of outputs that were not computed (empty placeholders) carry nothing.
+    ggx, ggw, ggb = (g if computed else None for g, computed in
+                     zip((grad_grad_input, grad_grad_weight, grad_grad_bias), ctx.output_mask))
+    new_grad_output = new_input = new_weight = None
+    if ctx.needs_input_grad[0]:
+        terms = []
+        if ggx is not None:
+            terms.append(torch.ops.conv_ext.conv2d(ggx, weight, None, *conv_args))
+        if ggw is not None:
+            terms.append(torch.ops.conv_ext.conv2d(input, ggw, None, *conv_args))
+        if ggb is not None:
+            terms.append(ggb.view(1, -1, 1, 1).expand(grad_output.shape))
+        new_grad_output = sum(terms[1:], terms[0]) if terms else None
+    if ctx.needs_input_grad[1] and ggw is not None:
+        new_input = torch.ops.conv_ext.conv2d_backward(grad_output, input, ggw, *conv_args, [True, False, False])[0]
+    if ctx.needs_input_grad[2] and ggx is not None:
+        new_weight = torch.ops.conv_ext.conv2d_backward(grad_output, ggx, weight, *conv_args, [False, True, False])[1]
+    return (new_grad_output, new_input, new_weight, None, None, None, None, None)
+
+
+torch.library.register_autograd("conv_ext::conv2d_backward", _double_backward,
+                                setup_context=_setup_context_backward)
+
+
+def _autocast_eligible(tensor: Optional[torch.Tensor], device_type: str) -> bool:
+    """As ATen's autocast: floating-point tensors on the autocast device, except float64, are cast."""
+    return (tensor is not None and tensor.device.type == device_type and tensor.is_floating_point()
+            and tensor.dtype != torch.float64)
+
+
+def _make_autocast_kernel(device_type: str) -> Callable[..., torch.Tensor]:
+    """The forward op's Autocast<device> kernel: F.conv2d's autocast policy (lower precision), in the dtype of
+    the enclosing autocast region (torch.get_autocast_dtype), then the op itself with autocast off."""
+    def autocast_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                        stride: List[int], padding: List[int], dilation: List[int], groups: int) -> torch.Tensor:
+        dtype = torch.get_autocast_dtype(device_type)
+        input, weight, bias = (t.to(dtype) if _autocast_eligible(t, device_type) else t
+                               for t in (input, weight, bias))
+        with torch.autocast(device_type, enabled=False):
+            return torch.ops.conv_ext.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return autocast_conv2d
+
+
+# torch.library.register_autocast would cast to one fixed dtype; F.conv2d follows the autocast region's dtype.
+_autocast_library = torch.library.Library("conv_ext", "IMPL")
+for _device_type, _dispatch_key in (("cpu", "AutocastCPU"), ("cuda", "AutocastCUDA")):
+    _autocast_library.impl("conv2d", _make_autocast_kernel(_device_type), _dispatch_key)
 
 
 class Conv2dFunction(torch.autograd.Function):
