@@ -128,6 +128,23 @@ void check_conv2d_backward_args(
                     "of size ", c10::SymIntArrayRef(output_shape), " (the output size), got ", grad_output.sym_sizes());
 }
 
+namespace {
+
+// The index math of im2col.h on a geometry given as its 14 fields in declaration order, for the tests: it
+// checks 64-bit offsets on problems far too large to allocate.
+ConvGeometry geometry_from_fields(const std::vector<int64_t>& f) {
+  TORCH_CHECK_VALUE(f.size() == 14, "conv_ext: a geometry has 14 fields, got ", f.size());
+  return ConvGeometry{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13]};
+}
+
+std::vector<int64_t> col2im_column_offsets(const std::vector<int64_t>& fields, int64_t index) {
+  std::vector<int64_t> offsets;
+  col2im_for_each_source(index, geometry_from_fields(fields), [&](int64_t offset) { offsets.push_back(offset); });
+  return offsets;
+}
+
+}  // namespace
+
 }  // namespace conv_ext
 
 TORCH_LIBRARY(conv_ext, m) {
@@ -150,6 +167,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("reset_peak_workspace_bytes", &conv_ext::reset_peak_workspace_bytes);
   m.def("host_reference_kernels_enabled", &conv_ext::host_reference_kernels_enabled);
   m.def("set_host_reference_kernels_enabled", &conv_ext::set_host_reference_kernels_enabled);
+  m.def("_im2col_source_offset", [](const std::vector<int64_t>& fields, int64_t index) {
+    return conv_ext::im2col_source_offset(index, conv_ext::geometry_from_fields(fields));
+  });
+  m.def("_col2im_column_offsets", &conv_ext::col2im_column_offsets);
   m.def("cuda_built", [] {
 #ifdef CONV_EXT_WITH_CUDA
     return true;

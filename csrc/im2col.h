@@ -40,12 +40,10 @@ CONV_EXT_HOST_DEVICE inline bool in_range(int64_t a, int64_t b) {
   return static_cast<uint64_t>(a) < static_cast<uint64_t>(b);
 }
 
-// im2col: writes one entry of the column matrix,
+// im2col's index math: the input element that column entry `index` reads, as an offset into the chunk's
+// input (N, C, H, W), or -1 where the tap falls in the padding. index runs over [0, column_numel()):
 //   columns[(c*kh + i)*kw + j, n*L + oh*Wo + ow] = input[n, c, oh*s_h - p_h + i*d_h, ow*s_w - p_w + j*d_w]
-// (zero outside the image). index runs over [0, column_numel()).
-template <typename scalar_t>
-CONV_EXT_HOST_DEVICE inline void im2col_element(
-    int64_t index, const scalar_t* input, scalar_t* columns, const ConvGeometry& g) {
+CONV_EXT_HOST_DEVICE inline int64_t im2col_source_offset(int64_t index, const ConvGeometry& g) {
   const int64_t ow = index % g.out_w;
   int64_t rest = index / g.out_w;
   const int64_t oh = rest % g.out_h;
@@ -57,18 +55,24 @@ CONV_EXT_HOST_DEVICE inline void im2col_element(
   const int64_t c = rest / (g.kernel_w * g.kernel_h);
   const int64_t h = oh * g.stride_h - g.pad_h + i * g.dilation_h;
   const int64_t w = ow * g.stride_w - g.pad_w + j * g.dilation_w;
-  columns[index] = (in_range(h, g.height) && in_range(w, g.width))
-      ? input[((n * g.channels + c) * g.height + h) * g.width + w]
-      : scalar_t(0);
+  return (in_range(h, g.height) && in_range(w, g.width)) ? ((n * g.channels + c) * g.height + h) * g.width + w
+                                                          : -1;
 }
 
-// col2im as a gather: one input element sums every column entry that read it, so no two threads ever write
-// the same place (no atomics, deterministic on any device). index runs over [0, input_numel()).
-// The element at (n, c, h, w) was read by kernel tap (i, j) at output (oh, ow) when
-//   h = oh*s_h - p_h + i*d_h, i.e. oh = (h + p_h - i*d_h) / s_h, if that divides exactly and 0 <= oh < Ho.
-template <typename scalar_t, typename acc_t>
-CONV_EXT_HOST_DEVICE inline void col2im_gather_element(
-    int64_t index, const scalar_t* columns, scalar_t* grad_input, const ConvGeometry& g) {
+// im2col: writes one entry of the column matrix (zero in the padding).
+template <typename scalar_t>
+CONV_EXT_HOST_DEVICE inline void im2col_element(
+    int64_t index, const scalar_t* input, scalar_t* columns, const ConvGeometry& g) {
+  const int64_t source = im2col_source_offset(index, g);
+  columns[index] = source >= 0 ? input[source] : scalar_t(0);
+}
+
+// col2im's index math: calls visit(offset) for the offset into the column matrix of every column entry that
+// read input element `index` (over [0, input_numel())), taps in order. The element at (n, c, h, w) was read by
+// tap (i, j) at output (oh, ow) when h = oh*s_h - p_h + i*d_h, i.e. oh = (h + p_h - i*d_h) / s_h, if that
+// divides exactly and 0 <= oh < Ho (and the same for w).
+template <typename Visit>
+CONV_EXT_HOST_DEVICE inline void col2im_for_each_source(int64_t index, const ConvGeometry& g, Visit&& visit) {
   const int64_t w = index % g.width;
   int64_t rest = index / g.width;
   const int64_t h = rest % g.height;
@@ -77,7 +81,6 @@ CONV_EXT_HOST_DEVICE inline void col2im_gather_element(
   const int64_t n = rest / g.channels;
   const int64_t column_stride = g.column_cols();  // distance between consecutive column rows
   const int64_t sample_offset = n * g.out_plane();
-  acc_t sum = acc_t(0);
   for (int64_t i = 0; i < g.kernel_h; ++i) {
     const int64_t oh_scaled = h + g.pad_h - i * g.dilation_h;
     if (oh_scaled % g.stride_h != 0) continue;  // C++ remainder is 0 only for exact multiples, sign or not
@@ -89,9 +92,18 @@ CONV_EXT_HOST_DEVICE inline void col2im_gather_element(
       const int64_t ow = ow_scaled / g.stride_w;
       if (!in_range(ow, g.out_w)) continue;
       const int64_t row = (c * g.kernel_h + i) * g.kernel_w + j;
-      sum += static_cast<acc_t>(columns[row * column_stride + sample_offset + oh * g.out_w + ow]);
+      visit(row * column_stride + sample_offset + oh * g.out_w + ow);
     }
   }
+}
+
+// col2im as a gather: one input element sums every column entry that read it, so no two threads ever write
+// the same place (no atomics, deterministic on any device).
+template <typename scalar_t, typename acc_t>
+CONV_EXT_HOST_DEVICE inline void col2im_gather_element(
+    int64_t index, const scalar_t* columns, scalar_t* grad_input, const ConvGeometry& g) {
+  acc_t sum = acc_t(0);
+  col2im_for_each_source(index, g, [&](int64_t offset) { sum += static_cast<acc_t>(columns[offset]); });
   grad_input[index] = static_cast<scalar_t>(sum);
 }
 
