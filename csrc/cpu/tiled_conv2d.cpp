@@ -162,6 +162,9 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
+  if (use_depthwise_path(input, weight, groups)) {
+    return conv2d_forward_depthwise(input, weight, bias, make_geometry(input, weight, stride, padding, dilation));
+  }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups, 1);
   const ConvGeometry& g = p.g;
   at::Tensor output = at::empty({g.batch, p.out_channels, g.out_h, g.out_w}, input.options());
@@ -206,12 +209,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+  auto unused = [&] { return at::empty({0}, input.options()); };  // outputs must not alias
+  if (use_depthwise_path(input, weight, groups)) {
+    at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
+    at::Tensor grad_weight = need_weight ? at::empty_like(weight) : unused();
+    conv2d_backward_depthwise(grad_output, input, weight, make_geometry(input, weight, stride, padding, dilation),
+                              need_input ? grad_input : at::Tensor(), need_weight ? grad_weight : at::Tensor());
+    return {grad_input, grad_weight, need_bias ? grad_output.sum({0, 2, 3}) : unused()};
+  }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups,
                                             int64_t(need_input) + int64_t(need_weight));
   const ConvGeometry& g = p.g;
   // Tile buffers: the columns for dw (none when pointwise: the input is its own columns), then dcols for dx.
   const int64_t columns_buffers = need_weight && !p.pointwise ? 1 : 0;
-  auto unused = [&] { return at::empty({0}, input.options()); };  // outputs must not alias
   const auto accumulate_dtype = at::toOpMathType(input.scalar_type());
   const bool accumulate_in_place = accumulate_dtype == input.scalar_type();
 
