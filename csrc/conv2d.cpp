@@ -111,7 +111,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_meta(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
   check_conv2d_backward_args(grad_output, input, weight, stride, padding, dilation, groups);
-  auto unused = [&] { return at::empty({0}, input.options()); };
+  auto unused = [&] { return unrequested_output(input); };
   return {output_mask[0] ? at::empty_symint(input.sym_sizes(), input.options()) : unused(),
           output_mask[1] ? at::empty_symint(weight.sym_sizes(), weight.options()) : unused(),
           output_mask[2] ? at::empty_symint({weight.sym_size(0)}, weight.options()) : unused()};

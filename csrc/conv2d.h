@@ -33,6 +33,13 @@ void check_conv2d_backward_args(
 ConvGeometry make_geometry(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation);
 
+// db = sum of dy over N, Ho, Wo: the bias gradient, the same for every path.
+inline at::Tensor bias_gradient(const at::Tensor& grad_output) { return grad_output.sum({0, 2, 3}); }
+
+// The placeholder for an output the backward op was not asked for: a fresh empty tensor each time (the op's
+// outputs must not alias each other).
+inline at::Tensor unrequested_output(const at::Tensor& like) { return at::empty({0}, like.options()); }
+
 // The two column kernels a device provides; everything else (chunks, GEMMs, bias, groups) is shared.
 //   im2col: input chunk (n, C, H, W) contiguous -> columns (C*kh*kw, n*Ho*Wo), written in full.
 //   col2im: columns of the same shape -> grad_input chunk (n, C, H, W), written in full (not accumulated).

@@ -135,8 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_impl(
   ConvGeometry& g = p.geometry;
   const int64_t L = g.out_plane();
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
-  // Outputs that were not asked for are empty tensors, each its own (outputs must not alias).
-  auto unused = [&] { return at::empty({0}, input.options()); };
+  auto unused = [&] { return unrequested_output(input); };
 
   at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
   // dw accumulates over the batch in the accumulation type (float32 for the half types).
@@ -183,7 +182,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_impl(
     grad_input.zero_();
   }
   at::Tensor grad_weight = need_weight ? grad_weight_groups.view(weight.sizes()).to(weight.scalar_type()) : unused();
-  at::Tensor grad_bias = need_bias ? grad_output.sum({0, 2, 3}) : unused();
+  at::Tensor grad_bias = need_bias ? bias_gradient(grad_output) : unused();
   return {grad_input, grad_weight, grad_bias};
 }
 

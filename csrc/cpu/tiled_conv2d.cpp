@@ -209,13 +209,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
-  auto unused = [&] { return at::empty({0}, input.options()); };  // outputs must not alias
+  auto unused = [&] { return unrequested_output(input); };
   if (use_depthwise_path(input, weight, groups)) {
     at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
     at::Tensor grad_weight = need_weight ? at::empty_like(weight) : unused();
     conv2d_backward_depthwise(grad_output, input, weight, make_geometry(input, weight, stride, padding, dilation),
                               need_input ? grad_input : at::Tensor(), need_weight ? grad_weight : at::Tensor());
-    return {grad_input, grad_weight, need_bias ? grad_output.sum({0, 2, 3}) : unused()};
+    return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
   }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups,
                                             int64_t(need_input) + int64_t(need_weight));
@@ -269,7 +269,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   at::Tensor grad_input = need_input ? grad_input_acc.to(input.scalar_type()) : unused();
   at::Tensor grad_weight =
       need_weight ? grad_weight_partials.sum(0).view(weight.sizes()).to(weight.scalar_type()) : unused();
-  at::Tensor grad_bias = need_bias ? grad_output.sum({0, 2, 3}) : unused();
+  at::Tensor grad_bias = need_bias ? bias_gradient(grad_output) : unused();
   return {grad_input, grad_weight, grad_bias};
 }
 
