@@ -8,6 +8,7 @@ the ext's share of the machine's GEMM rate, bytes saved for backward, the ext's 
 peak CUDA memory on a GPU); then one training step of the seed's CNN per implementation.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import conv_ext
+from conv_ext import settings
 from conv_ext.reference import UnfoldConv2d, conv2d_unfold
 from conv_ext.train import build_seed_cnn
 
@@ -40,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="default: cuda when available and built, else cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--aten-gemm", action="store_true",
+                        help="ext's float32 CPU GEMMs through ATen instead of its AVX-512 kernel (for comparison)")
     parser.add_argument("--no-training", action="store_true", help="skip the seed-CNN training step")
     parser.add_argument("--json", default="benchmarks/results/latest.json", help="every figure, as JSON")
     parser.add_argument("--png", default="benchmarks/results/latest.png", help="chart of the ratios")
@@ -150,6 +154,11 @@ def geometric_mean(values) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    with settings.aten_gemm() if args.aten_gemm else contextlib.nullcontext():
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds, seconds = (3, 0.02) if args.quick else (9, 0.2)
@@ -170,7 +179,8 @@ def main(argv=None) -> dict:
     results = {
         "meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
                  "machine": machine_name(args.device), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                 "quick": args.quick, "rounds": rounds},
+                 "quick": args.quick, "rounds": rounds,
+                 "ext_cpu_gemm": settings.cpu_gemm() if args.device == "cpu" else None},
         "gemm_flops_per_second": gemm_rate, "shapes": {}}
     for name in args.shapes:
         results["shapes"][name] = bench_shape(SUITE[name], args.device, rounds, seconds, gemm_rate)

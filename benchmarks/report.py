@@ -17,7 +17,8 @@ def format_markdown(results: dict) -> str:
         f"Measured {meta['date']} on {meta['machine']} ({meta['device']}, {meta['threads']} threads), torch "
         f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds"
         f"{' (--quick)' if meta['quick'] else ''}. Machine GEMM rate (float32 torch.mm): "
-        f"{results['gemm_flops_per_second'] / 1e9:.1f} GFLOP/s.",
+        f"{results['gemm_flops_per_second'] / 1e9:.1f} GFLOP/s."
+        + (f" ext's float32 GEMM: {meta['ext_cpu_gemm']}." if meta.get("ext_cpu_gemm") else ""),
         "",
         "| shape | config | fwd ms ext | fwd ms unfold | fwd ms torch | fwd+bwd ms ext | fwd+bwd ms unfold "
         "| fwd+bwd ms torch | ext speed-up vs unfold (fwd+bwd) | ext / torch time (fwd+bwd) "

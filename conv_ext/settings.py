@@ -1,4 +1,4 @@
-"""Process-wide settings of the extension: the column workspace bound, its peak, and the kernel switch."""
+"""Process-wide settings of the extension: the column workspace bound, its peak, and the kernel switches."""
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -49,6 +49,24 @@ def host_reference_kernels() -> Iterator[None]:
         yield
     finally:
         _C.set_host_reference_kernels_enabled(previous)
+
+
+def cpu_gemm() -> str:
+    """The GEMM that float32 convolutions run on the CPU: "avx512" (our kernel, on CPUs with AVX-512) or "aten"
+    (ATen's GEMM: MKL or OpenBLAS, as torch.mm). Other dtypes always run ATen's."""
+    return "avx512" if _C.avx512_gemm_enabled() else "aten"
+
+
+@contextmanager
+def aten_gemm() -> Iterator[None]:
+    """Context manager (for tests and the benchmark): float32 convolutions on the CPU run ATen's GEMM instead of
+    our AVX-512 kernel for the duration of the block."""
+    previous = _C.avx512_gemm_enabled()
+    _C.set_avx512_gemm_enabled(False)
+    try:
+        yield
+    finally:
+        _C.set_avx512_gemm_enabled(previous)
 
 
 def cuda_built() -> bool:

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "conv2d.h"
+#include "cpu/gemm.h"
 
 namespace conv_ext {
 
@@ -167,6 +168,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("reset_peak_workspace_bytes", &conv_ext::reset_peak_workspace_bytes);
   m.def("host_reference_kernels_enabled", &conv_ext::host_reference_kernels_enabled);
   m.def("set_host_reference_kernels_enabled", &conv_ext::set_host_reference_kernels_enabled);
+  m.def("avx512_gemm_available", &conv_ext::cpu::avx512_gemm_available);
+  m.def("avx512_gemm_enabled", &conv_ext::cpu::avx512_gemm_enabled);
+  m.def("set_avx512_gemm_enabled", &conv_ext::cpu::set_avx512_gemm_enabled);
   m.def("_im2col_source_offset", [](const std::vector<int64_t>& fields, int64_t index) {
     return conv_ext::im2col_source_offset(index, conv_ext::geometry_from_fields(fields));
   });

@@ -15,6 +15,7 @@
 
 #include "../conv2d.h"
 #include "column_rows.h"
+#include "gemm.h"
 #include "tiled_conv2d.h"
 
 namespace conv_ext::cpu {
@@ -120,21 +121,11 @@ void col2im_tile_add(const scalar_t* columns, acc_t* grad_input, const Tile& t, 
   });
 }
 
-// The tile's block of a (N, rows, L) tensor as (samples*groups, rows/groups, tile cols): the operand of one
-// batched GEMM over the tile's samples and groups.
-at::Tensor tile_block(const at::Tensor& tensor, const Tile& t, int64_t groups, int64_t out_w) {
-  const int64_t rows = tensor.numel() / (tensor.size(0) * tensor.size(2));
-  return tensor.narrow(0, t.n, t.samples)
-      .view({t.samples * groups, rows / groups, tensor.size(2)})
-      .narrow(2, t.oh_begin * out_w, t.cols(out_w));
-}
-
-// Buffer `index` of a thread's tiles as the contiguous (samples*groups, K, tile cols) batch that im2col_tile
-// and col2im_tile_add index (the last tile of a sample or of the batch may be smaller than the others).
-at::Tensor tile_columns(const at::Tensor& thread_tiles, int64_t index, const Tile& t, const TiledProblem& p) {
-  const int64_t numel = t.samples * p.g.column_rows() * t.cols(p.g.out_w);
-  return thread_tiles.narrow(0, index * p.tile_numel(), numel)
-      .view({t.samples * p.groups, p.group_rows, t.cols(p.g.out_w)});
+// A thread's tile buffer `index`: (samples*groups, K, tile cols) contiguous, as im2col_tile and col2im_tile_add
+// index it (the last tile of a sample or of the batch may be smaller than the others).
+template <typename scalar_t>
+scalar_t* tile_buffer(const at::Tensor& tiles, int64_t thread, int64_t index, const TiledProblem& p) {
+  return tiles.mutable_data_ptr<scalar_t>() + thread * tiles.size(1) + index * p.tile_numel();
 }
 
 // `buffers` tiles of columns per thread (none for a pointwise forward).
@@ -144,11 +135,42 @@ at::Tensor allocate_tiles(const TiledProblem& p, int64_t buffers, const at::Tens
   return at::empty({p.threads, numel}, like.options());
 }
 
-// `tensor` (groups, a, b) repeated for each sample of a tile: (samples_per_tile*groups, a, b), the batched
-// GEMM's operand (a few copies of the weight or bias: small next to the columns).
-at::Tensor repeat_per_sample(const at::Tensor& tensor, const TiledProblem& p) {
-  return tensor.unsqueeze(0).expand({p.samples_per_tile, -1, -1, -1})
-      .reshape({p.samples_per_tile * tensor.size(0), tensor.size(1), tensor.size(2)});
+// The GEMM operands of one (sample, group) of a tile, as strided matrices over the tensors' memory.
+struct TileOperands {
+  const TiledProblem& p;
+  const Tile& t;
+
+  // Rows [group * rows, (group + 1) * rows) of sample s of the tile in a (N, channels, L) tensor, restricted to
+  // the tile's output positions: the tile's block of the output or of grad_output (rows = O/g), or, when
+  // pointwise, of the input (its own columns, rows = C/g).
+  template <typename T>
+  StridedMatrix<T> plane_block(T* data, int64_t channels, int64_t rows, int64_t s, int64_t group) const {
+    const int64_t plane = p.g.out_plane();
+    return {data + ((t.n + s) * channels + group * rows) * plane + t.oh_begin * p.g.out_w, plane, 1};
+  }
+  // The (K, tile cols) columns of sample s and group `group` in a tile buffer.
+  template <typename T>
+  StridedMatrix<T> columns(T* buffer, int64_t s, int64_t group) const {
+    const int64_t cols = t.cols(p.g.out_w);
+    return {buffer + (s * p.groups + group) * p.group_rows * cols, cols, 1};
+  }
+  // The group's (O/g, K) block of the weight, or its transpose.
+  template <typename T>
+  StridedMatrix<const T> weight(const T* data, int64_t group, bool transposed) const {
+    const T* block = data + group * p.group_out_channels * p.group_rows;
+    return transposed ? StridedMatrix<const T>{block, 1, p.group_rows}
+                      : StridedMatrix<const T>{block, p.group_rows, 1};
+  }
+};
+
+template <typename T>
+StridedMatrix<const T> as_const(StridedMatrix<T> matrix) {
+  return {matrix.data, matrix.row_stride, matrix.col_stride};
+}
+
+template <typename T>
+StridedMatrix<const T> transposed(StridedMatrix<T> matrix) {
+  return {matrix.data, matrix.col_stride, matrix.row_stride};
 }
 
 }  // namespace
@@ -169,30 +191,26 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   const ConvGeometry& g = p.g;
   at::Tensor output = at::empty({g.batch, p.out_channels, g.out_h, g.out_w}, input.options());
   if (output.numel() == 0) return output;
-  const at::Tensor weights = repeat_per_sample(weight.view({groups, p.group_out_channels, p.group_rows}), p);
-  const std::optional<at::Tensor> biases = bias
-      ? std::optional<at::Tensor>(repeat_per_sample(bias->view({groups, p.group_out_channels, 1}), p))
-      : std::nullopt;
   const at::Tensor tiles = allocate_tiles(p, p.pointwise ? 0 : 1, input);
-  const at::Tensor output_3d = output.view({g.batch, p.out_channels, g.out_plane()});
-  const at::Tensor input_3d = input.view({g.batch, g.channels, g.height * g.width});
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "conv2d_forward_tiled", [&] {
+    const scalar_t* bias_data = bias ? bias->const_data_ptr<scalar_t>() : nullptr;
     for_each_tile(p, [&](const Tile& t, int64_t thread) {
-      at::Tensor columns;
-      if (p.pointwise) {  // the input is its own column matrix
-        columns = tile_block(input_3d, t, groups, g.out_w);
-      } else {
-        columns = tile_columns(tiles[thread], 0, t, p);
-        im2col_tile(input.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), t, g);
-      }
-      // (samples*g, O/g, K) @ (samples*g, K, tile) -> the output tile, in place; the bias is the beta term.
-      const int64_t batch = t.samples * groups;
-      at::Tensor out = tile_block(output_3d, t, groups, g.out_w);
-      if (biases) {
-        at::baddbmm_out(out, biases->narrow(0, 0, batch), weights.narrow(0, 0, batch), columns);
-      } else {
-        at::bmm_out(out, weights.narrow(0, 0, batch), columns);
+      const TileOperands at_tile{p, t};
+      scalar_t* buffer = p.pointwise ? nullptr : tile_buffer<scalar_t>(tiles, thread, 0, p);
+      if (!p.pointwise) im2col_tile(input.const_data_ptr<scalar_t>(), buffer, t, g);
+      // Per sample and group: (O/g, K) . (K, tile cols) -> the output tile, in place; the bias is the C term.
+      for (int64_t s = 0; s < t.samples; ++s) {
+        for (int64_t group = 0; group < groups; ++group) {
+          const StridedMatrix<const scalar_t> columns = p.pointwise
+              ? at_tile.plane_block(input.const_data_ptr<scalar_t>(), g.channels, p.group_rows, s, group)
+              : as_const(at_tile.columns(buffer, s, group));
+          const StridedMatrix<scalar_t> out = at_tile.plane_block(output.mutable_data_ptr<scalar_t>(),
+                                                                  p.out_channels, p.group_out_channels, s, group);
+          gemm(p.group_out_channels, t.cols(g.out_w), p.group_rows,
+               at_tile.weight(weight.const_data_ptr<scalar_t>(), group, false), columns, out.data, out.row_stride,
+               false, bias_data ? bias_data + group * p.group_out_channels : nullptr);
+        }
       }
     });
   });
@@ -223,52 +241,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   // Tile buffers: the columns for dw (none when pointwise: the input is its own columns), then dcols for dx.
   const int64_t columns_buffers = need_weight && !p.pointwise ? 1 : 0;
   const auto accumulate_dtype = at::toOpMathType(input.scalar_type());
-  const bool accumulate_in_place = accumulate_dtype == input.scalar_type();
 
   // dx accumulates tile by tile; the half types sum in float32 and are rounded once at the end.
   at::Tensor grad_input_acc = need_input ? at::zeros(input.sizes(), input.options().dtype(accumulate_dtype)) : unused();
-  // dw: one partial sum per thread, added in thread order at the end (deterministic for a thread count).
+  // dw: one partial sum per thread, added in thread order at the end (deterministic for a thread count). Each
+  // holds dw^T per group, (K, O/g): its GEMM reads the columns in place and packs only grad_output.
   at::Tensor grad_weight_partials = need_weight
-      ? at::zeros({p.threads, groups, p.group_out_channels, p.group_rows}, weight.options().dtype(accumulate_dtype))
+      ? at::zeros({p.threads, groups, p.group_rows, p.group_out_channels}, weight.options().dtype(accumulate_dtype))
       : unused();
   if ((need_input || need_weight) && grad_output.numel() > 0) {
-    const at::Tensor weights_t =
-        repeat_per_sample(weight.view({groups, p.group_out_channels, p.group_rows}), p).transpose(1, 2);
     const at::Tensor tiles = allocate_tiles(p, columns_buffers + int64_t(need_input), input);
-    const at::Tensor grad_output_3d = grad_output.view({g.batch, p.out_channels, g.out_plane()});
-    const at::Tensor input_3d = input.view({g.batch, g.channels, g.height * g.width});
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "conv2d_backward_tiled", [&] {
       using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* weight_data = weight.const_data_ptr<scalar_t>();
       for_each_tile(p, [&](const Tile& t, int64_t thread) {
-        const at::Tensor dy = tile_block(grad_output_3d, t, groups, g.out_w);  // (samples*g, O/g, tile)
-        if (need_weight) {  // dw += dy . cols^T per sample and group, summed over the tile's samples
-          at::Tensor columns;
-          if (p.pointwise) {
-            columns = tile_block(input_3d, t, groups, g.out_w);
-          } else {
-            columns = tile_columns(tiles[thread], 0, t, p);
-            im2col_tile(input.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), t, g);
-          }
-          at::Tensor partial = grad_weight_partials[thread];
-          if (t.samples == 1 && accumulate_in_place) {
-            partial.baddbmm_(dy, columns.transpose(1, 2));
-          } else {
-            partial.add_(at::bmm(dy, columns.transpose(1, 2))
-                             .view({t.samples, groups, p.group_out_channels, p.group_rows})
-                             .sum(0));
+        const TileOperands at_tile{p, t};
+        const int64_t cols = t.cols(g.out_w);
+        scalar_t* columns_buffer = columns_buffers ? tile_buffer<scalar_t>(tiles, thread, 0, p) : nullptr;
+        if (need_weight && !p.pointwise) im2col_tile(input.const_data_ptr<scalar_t>(), columns_buffer, t, g);
+        scalar_t* grad_columns_buffer =
+            need_input ? tile_buffer<scalar_t>(tiles, thread, columns_buffers, p) : nullptr;
+        for (int64_t s = 0; s < t.samples; ++s) {
+          for (int64_t group = 0; group < groups; ++group) {
+            const StridedMatrix<const scalar_t> dy = at_tile.plane_block(
+                grad_output.const_data_ptr<scalar_t>(), p.out_channels, p.group_out_channels, s, group);
+            if (need_weight) {  // dw^T += cols . dy^T: (K, tile cols) . (tile cols, O/g)
+              const StridedMatrix<const scalar_t> columns = p.pointwise
+                  ? at_tile.plane_block(input.const_data_ptr<scalar_t>(), g.channels, p.group_rows, s, group)
+                  : as_const(at_tile.columns(columns_buffer, s, group));
+              acc_t* partial = grad_weight_partials.mutable_data_ptr<acc_t>() +
+                               (thread * groups + group) * p.group_rows * p.group_out_channels;
+              gemm(p.group_rows, p.group_out_channels, cols, columns, transposed(dy), partial, p.group_out_channels,
+                   true);
+            }
+            if (need_input) {  // dcols = W^T . dy: (K, O/g) . (O/g, tile cols)
+              const StridedMatrix<scalar_t> grad_columns = at_tile.columns(grad_columns_buffer, s, group);
+              gemm(p.group_rows, cols, p.group_out_channels, at_tile.weight(weight_data, group, true), dy,
+                   grad_columns.data, grad_columns.row_stride, false);
+            }
           }
         }
-        if (need_input) {  // dcols = W^T . dy per sample and group, then col2im adds the tile onto dx
-          at::Tensor grad_columns = tile_columns(tiles[thread], columns_buffers, t, p);
-          at::bmm_out(grad_columns, weights_t.narrow(0, 0, t.samples * groups), dy);
-          col2im_tile_add(grad_columns.const_data_ptr<scalar_t>(), grad_input_acc.mutable_data_ptr<acc_t>(), t, g);
-        }
+        // col2im adds the tile's column gradient onto dx
+        if (need_input) col2im_tile_add(grad_columns_buffer, grad_input_acc.mutable_data_ptr<acc_t>(), t, g);
       });
     });
   }
   at::Tensor grad_input = need_input ? grad_input_acc.to(input.scalar_type()) : unused();
-  at::Tensor grad_weight =
-      need_weight ? grad_weight_partials.sum(0).view(weight.sizes()).to(weight.scalar_type()) : unused();
+  at::Tensor grad_weight = need_weight
+      ? grad_weight_partials.sum(0).transpose(1, 2).contiguous().view(weight.sizes()).to(weight.scalar_type())
+      : unused();
   at::Tensor grad_bias = need_bias ? bias_gradient(grad_output) : unused();
   return {grad_input, grad_weight, grad_bias};
 }

@@ -1,0 +1,71 @@
+"""The GEMMs of the CPU path: our AVX-512 kernel (on CPUs that have AVX-512) and ATen's (everywhere), each over
+the whole grid and over shapes that reach every edge of the kernel: row tails (4-, 2- and 1-row kernels), column
+tails of 1 to 32, sums longer than one 256-step block (with and without bias), and grad_output packed for dw."""
+import contextlib
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import conv_ext
+from conv_ext import settings
+from conv_cases import BASE, assert_matches_torch, grid, with_bias
+
+# The backends this machine can run: ATen's always, ours where the CPU has AVX-512 (not a skip: there is no
+# second kernel to test on a CPU without it).
+BACKENDS = {"aten": settings.aten_gemm}
+if conv_ext._C.avx512_gemm_available():
+    BACKENDS["avx512"] = contextlib.nullcontext
+backends = pytest.mark.parametrize("backend", list(BACKENDS))
+
+EDGES = [
+    # out_channels 7 = 4 + 2 + 1 rows in the forward; K = 3*3*3 = 27 = 3 * 8 + 2 + 1 rows in dx and dw.
+    replace(BASE, name="row-tails", in_channels=3, out_channels=7, padding=1),
+    # output widths 1..33 (column tails of every length, a full 32-column panel plus one).
+    *[replace(BASE, name=f"width{w}", batch=3, size=(4, w + 2), kernel=3) for w in (1, 5, 16, 17, 31, 32, 33)],
+    # K = 30 * 3 * 3 = 270: two blocks of the sum; the bias must be added once.
+    replace(BASE, name="long-sum", in_channels=30, out_channels=9, size=(6, 7), padding=1),
+    # A tile of 1,156 output columns: dw sums over more than one 256-step block of packed grad_output;
+    # 33 output channels: dw's columns (O/g) have a tail.
+    replace(BASE, name="long-dw", batch=2, in_channels=2, out_channels=33, size=(34, 34), padding=1),
+    replace(BASE, name="groups3-tails", in_channels=9, out_channels=15, groups=3, size=(11, 13), padding=1),
+    replace(BASE, name="pointwise-tails", kernel=1, in_channels=17, out_channels=19, size=(5, 7)),
+]
+
+
+@backends
+@pytest.mark.parametrize("case", EDGES, ids=[c.name for c in EDGES])
+@with_bias
+def test_kernel_edges_match_torch(backend, case, bias):
+    with BACKENDS[backend]():
+        assert_matches_torch(conv_ext.conv2d, case, torch.float32, bias)
+
+
+@grid
+@with_bias
+def test_aten_gemm_matches_torch_over_the_grid(case, bias):
+    """float32 runs our kernel by default where it can; the grid again with ATen's GEMM."""
+    with settings.aten_gemm():
+        assert_matches_torch(conv_ext.conv2d, case, torch.float32, bias)
+
+
+def test_aten_gemm_switch_restores_the_setting():
+    before = settings.cpu_gemm()
+    assert before == ("avx512" if conv_ext._C.avx512_gemm_available() else "aten")
+    with settings.aten_gemm():
+        assert settings.cpu_gemm() == "aten"
+    assert settings.cpu_gemm() == before
+
+
+@backends
+def test_accumulation_error_stays_at_float32_rounding(backend):
+    """A long sum (K = 64 * 5 * 5 = 1,600) stays within float32 rounding of a float64 reference, for each GEMM."""
+    generator = torch.Generator().manual_seed(0)
+    input = torch.randn(2, 64, 12, 12, generator=generator, dtype=torch.float64)
+    weight = torch.randn(24, 64, 5, 5, generator=generator, dtype=torch.float64)
+    expected = F.conv2d(input, weight, padding=2)
+    with BACKENDS[backend]():
+        output = conv_ext.conv2d(input.float(), weight.float(), padding=2)
+    # sqrt(K) * eps * |terms|: the bound a float32 sum of 1,600 unit-scale products stays inside.
+    torch.testing.assert_close(output.double(), expected, rtol=0, atol=40 * 2**-23 * 40)
