@@ -1,6 +1,8 @@
 """The GEMMs of the CPU path: our AVX-512 kernel (on CPUs that have AVX-512) and ATen's (everywhere), each over
 the whole grid and over shapes that reach every edge of the kernel: row tails (4-, 2- and 1-row kernels), column
-tails of 1 to 32, sums longer than one 256-step block (with and without bias), and grad_output packed for dw."""
+tails of 1 to 32, sums longer than one 256-step block (with and without bias), grad_output packed for dw, and
+the implicit GEMM (stride 1, Wo == W) for the forward and dx: panels across output rows, out_h != H, taps in the
+padding on every side, a negative padding for dx."""
 import contextlib
 from dataclasses import replace
 
@@ -31,6 +33,15 @@ EDGES = [
     replace(BASE, name="long-dw", batch=2, in_channels=2, out_channels=33, size=(34, 34), padding=1),
     replace(BASE, name="groups3-tails", in_channels=9, out_channels=15, groups=3, size=(11, 13), padding=1),
     replace(BASE, name="pointwise-tails", kernel=1, in_channels=17, out_channels=19, size=(5, 7)),
+    # Implicit GEMM: 35 output positions = a 32-position panel across output rows plus a 3-position tail.
+    replace(BASE, name="implicit-panels", size=(5, 7), padding=1),
+    # Wo == W but Ho = H - 2 (no padding in height); dx then pads its height by 2.
+    replace(BASE, name="implicit-short", kernel=(3, 5), padding=(0, 2), size=(8, 9)),
+    # Ho = H + 4: dx of it is a convolution with padding -2 in height.
+    replace(BASE, name="implicit-tall", kernel=(1, 3), padding=(2, 1), size=(6, 5)),
+    replace(BASE, name="implicit-dilated-groups", in_channels=6, out_channels=9, groups=3, kernel=3, dilation=(2, 3),
+            padding=(2, 3), size=(9, 11)),
+    replace(BASE, name="implicit-width1", kernel=(3, 1), padding=(1, 0), size=(7, 1)),
 ]
 
 

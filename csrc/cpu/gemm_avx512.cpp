@@ -1,10 +1,6 @@
-// C = A . B in float32 with AVX-512: the GEMM of the CPU tiles (see gemm.h for the contract).
-//
-// The micro-kernel keeps an 8 x 32 block of C in 16 zmm registers: for each step p of the sum it loads 32
-// floats of row p of B (two vectors) and, for each of the 8 rows of A, broadcasts A[i][p] and does two FMAs.
-// A is read in place at any strides (its elements are broadcast one by one); B is read in place when its
-// rows are contiguous (the columns, grad_output) and packed first otherwise (grad_output transposed, for dw).
-// Column tails are masked loads and stores; row tails run the 4-, 2- and 1-row kernels.
+// C = A . B in float32 with AVX-512: the GEMM of the CPU tiles (see gemm.h for the contract), on the
+// micro-kernel of avx512_micro_kernel.h. B is read in place when its rows are contiguous (the columns,
+// grad_output) and packed first otherwise (grad_output transposed, for dw).
 #include "gemm.h"
 
 #include <ATen/Parallel.h>
@@ -14,76 +10,30 @@
 #include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#include "avx512_micro_kernel.h"
 
 namespace conv_ext::cpu {
 
 namespace {
 
-#define CONV_EXT_AVX512 __attribute__((target("avx512f,fma")))
-// The loops over the register block must unroll completely, or GCC keeps the sums in memory.
-#define CONV_EXT_UNROLL _Pragma("GCC unroll 16")
+using avx512::kCols;
 
-constexpr int64_t kRows = 8;     // rows of C per micro-kernel call
-constexpr int64_t kCols = 32;    // columns of C per micro-kernel call (two vectors of 16)
 constexpr int64_t kDepth = 256;  // steps of the sum per pass: a 32-column panel of B (32 KiB) stays in L1
 
-CONV_EXT_AVX512 inline __mmask16 first_lanes(int64_t count) {
-  return count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1);
-}
+// Row p of B at data + p * ldb; lanes [0, 16) of every vector but the last, `last` lanes of the last.
+struct DenseRows {
+  const float* data;
+  int64_t ldb;
+  __mmask16 last;
 
-// C[0:ROWS, 0:16*VECTORS] (the last vector masked by `last`) = or += A[0:ROWS, 0:depth] . B[0:depth, ...].
-template <int ROWS, int VECTORS>
-CONV_EXT_AVX512 void micro_kernel(int64_t depth, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                                  int64_t ldb, float* c, int64_t ldc, __mmask16 last, bool accumulate,
-                                  const float* row_bias) {
-  __m512 sum[ROWS][VECTORS];
-  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) sum[r][v] = _mm512_setzero_ps();
-  }
-  for (int64_t p = 0; p < depth; ++p, a += a_cs, b += ldb) {
-    __m512 b_row[VECTORS];
+  template <int VECTORS>
+  CONV_EXT_AVX512 void load(int64_t p, __m512* row) const {
+    const float* source = data + p * ldb;
     CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) {
-      b_row[v] = v == VECTORS - 1 ? _mm512_maskz_loadu_ps(last, b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
-    }
-    CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-      const __m512 a_element = _mm512_set1_ps(a[r * a_rs]);
-      CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) sum[r][v] = _mm512_fmadd_ps(a_element, b_row[v], sum[r][v]);
+      row[v] = v == VECTORS - 1 ? _mm512_maskz_loadu_ps(last, source + 16 * v) : _mm512_loadu_ps(source + 16 * v);
     }
   }
-  // The C term, then the store (the last vector masked).
-  __m512 c_term[ROWS][VECTORS];
-  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) {
-      const __mmask16 lanes = v == VECTORS - 1 ? last : __mmask16(0xFFFF);
-      c_term[r][v] = accumulate ? _mm512_maskz_loadu_ps(lanes, c + r * ldc + 16 * v)
-                     : row_bias ? _mm512_set1_ps(row_bias[r])
-                                : _mm512_setzero_ps();
-    }
-  }
-  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) {
-      const __mmask16 lanes = v == VECTORS - 1 ? last : __mmask16(0xFFFF);
-      _mm512_mask_storeu_ps(c + r * ldc + 16 * v, lanes, _mm512_add_ps(sum[r][v], c_term[r][v]));
-    }
-  }
-}
-
-// One column panel (up to 32 columns) of C over all its rows: blocks of 8 rows, then 4, 2, 1.
-template <int VECTORS>
-CONV_EXT_AVX512 void panel(int64_t m, int64_t depth, StridedMatrix<const float> a, const float* b, int64_t ldb,
-                           float* c, int64_t ldc, __mmask16 last, bool accumulate, const float* row_bias) {
-  auto rows = [&](auto kernel, int64_t i, int64_t count) {
-    kernel(depth, a.data + i * a.row_stride, a.row_stride, a.col_stride, b, ldb, c + i * ldc, ldc, last,
-           accumulate, row_bias ? row_bias + i : nullptr);
-    return i + count;
-  };
-  int64_t i = 0;
-  while (i + kRows <= m) i = rows(micro_kernel<kRows, VECTORS>, i, kRows);
-  if (m - i >= 4) i = rows(micro_kernel<4, VECTORS>, i, 4);
-  if (m - i >= 2) i = rows(micro_kernel<2, VECTORS>, i, 2);
-  if (m - i >= 1) rows(micro_kernel<1, VECTORS>, i, 1);
-}
+};
 
 }  // namespace
 
@@ -116,11 +66,8 @@ void gemm_avx512(int64_t m, int64_t n, int64_t k, StridedMatrix<const float> a, 
     at::parallel_for(0, panels, grain, [&](int64_t begin, int64_t end) {
       for (int64_t j = begin; j < end; ++j) {
         const int64_t j0 = j * kCols, cols = std::min(kCols, n - j0);
-        if (cols > 16) {
-          panel<2>(m, depth, a_block, b_block + j0, ldb, c + j0, ldc, first_lanes(cols - 16), add_to_c, bias);
-        } else {
-          panel<1>(m, depth, a_block, b_block + j0, ldb, c + j0, ldc, first_lanes(cols), add_to_c, bias);
-        }
+        const DenseRows rows{b_block + j0, ldb, avx512::first_lanes(cols > 16 ? cols - 16 : cols)};
+        avx512::any_panel(m, depth, a_block, rows, avx512::CBlock{c + j0, ldc, {}}, cols, add_to_c, bias);
       }
     });
   }

@@ -173,6 +173,33 @@ StridedMatrix<const T> transposed(StridedMatrix<T> matrix) {
   return {matrix.data, matrix.col_stride, matrix.row_stride};
 }
 
+// dx of a convolution that the implicit GEMM runs, as one too: for stride 1, dx is the convolution of dy with
+// the weight flipped in both taps and transposed within each group (O/g <-> C/g), padded by d*(k-1) - p. Its
+// output rows (W) are as wide as its input rows (Wo), so the implicit GEMM runs it: no column gradient, no col2im.
+at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                               int64_t groups) {
+  const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
+  const int64_t out_channels = weight.size(0);
+  const at::Tensor flipped = weight.view({groups, out_channels / groups, g.channels / groups, g.kernel_h, g.kernel_w})
+                                 .transpose(1, 2)
+                                 .flip({3, 4})
+                                 .reshape({g.channels, out_channels / groups, g.kernel_h, g.kernel_w})
+                                 .contiguous();
+  ConvGeometry transposed = g;
+  transposed.channels = out_channels;
+  transposed.height = g.out_h;
+  transposed.width = g.out_w;
+  transposed.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  transposed.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
+  transposed.out_h = g.height;
+  transposed.out_w = g.width;
+  at::Tensor grad_input = at::empty_like(input);
+  implicit_conv2d_avx512(grad_output.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
+                         grad_input.mutable_data_ptr<float>(), transposed, groups, g.channels);
+  return grad_input;
+}
+
 }  // namespace
 
 at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& weight_arg,
@@ -186,6 +213,15 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   const at::Tensor weight = weight_arg.contiguous();
   if (use_depthwise_path(input, weight, groups)) {
     return conv2d_forward_depthwise(input, weight, bias, make_geometry(input, weight, stride, padding, dilation));
+  }
+  const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
+  if (use_implicit_conv2d(input, geometry)) {  // no columns at all
+    at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
+    const std::optional<at::Tensor> bias_contiguous = bias ? std::optional(bias->contiguous()) : std::nullopt;
+    implicit_conv2d_avx512(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
+                           bias_contiguous ? bias_contiguous->const_data_ptr<float>() : nullptr,
+                           output.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
+    return output;
   }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups, 1);
   const ConvGeometry& g = p.g;
@@ -226,7 +262,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   const at::Tensor grad_output = grad_output_arg.contiguous();
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
-  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+  bool need_input = output_mask[0];
+  const bool need_weight = output_mask[1], need_bias = output_mask[2];
   auto unused = [&] { return unrequested_output(input); };
   if (use_depthwise_path(input, weight, groups)) {
     at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
@@ -234,6 +271,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
     conv2d_backward_depthwise(grad_output, input, weight, make_geometry(input, weight, stride, padding, dilation),
                               need_input ? grad_input : at::Tensor(), need_weight ? grad_weight : at::Tensor());
     return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
+  }
+  at::Tensor grad_input;
+  if (need_input && use_implicit_conv2d(input, make_geometry(input, weight, stride, padding, dilation))) {
+    grad_input = implicit_grad_input(grad_output, input, weight, stride, padding, dilation, groups);
+    need_input = false;  // the tiles below only compute dw
   }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups,
                                             int64_t(need_input) + int64_t(need_weight));
@@ -286,7 +328,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
       });
     });
   }
-  at::Tensor grad_input = need_input ? grad_input_acc.to(input.scalar_type()) : unused();
+  if (need_input) {
+    grad_input = grad_input_acc.to(input.scalar_type());
+  } else if (!grad_input.defined()) {
+    grad_input = unused();
+  }
   at::Tensor grad_weight = need_weight
       ? grad_weight_partials.sum(0).transpose(1, 2).contiguous().view(weight.sizes()).to(weight.scalar_type())
       : unused();

@@ -28,4 +28,11 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
                                const ConvGeometry& geometry, const at::Tensor& grad_input,
                                const at::Tensor& grad_weight);
 
+// Stride-1 convolutions with Wo == W in float32 where the AVX-512 GEMM is enabled: the implicit GEMM
+// (implicit_conv2d_avx512.cpp) reads the columns straight from the input. Contiguous (N, C, H, W) input and
+// (O, C/g, kh, kw) weight; writes the whole (N, O, Ho, Wo) output.
+bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& geometry);
+void implicit_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
+                            const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+
 }  // namespace conv_ext::cpu
