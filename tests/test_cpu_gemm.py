@@ -42,6 +42,9 @@ EDGES = [
     replace(BASE, name="implicit-dilated-groups", in_channels=6, out_channels=9, groups=3, kernel=3, dilation=(2, 3),
             padding=(2, 3), size=(9, 11)),
     replace(BASE, name="implicit-width1", kernel=(3, 1), padding=(1, 0), size=(7, 1)),
+    # A sample of (4 + 5) x 40,000 floats > 1 MiB: dw sums it in two blocks of positions.
+    replace(BASE, name="implicit-dw-position-blocks", batch=1, in_channels=4, out_channels=5, size=(200, 200),
+            padding=1),
 ]
 
 

@@ -3,6 +3,7 @@
 Both CPU paths are checked: the fast tiled path (tiles of output rows per thread) and the shared orchestration
 that CUDA uses (chunks of the batch), run here with the host-launched device bodies."""
 import contextlib
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 import conv_ext
 from conv_cases import GRID, case_kwargs, forward_and_grads, make_tensors
+from conv_ext import settings
 from conv_ext.settings import host_reference_kernels
 
 CASE = next(c for c in GRID if c.name == "batch33")
@@ -42,17 +44,33 @@ def test_chunked_equals_unchunked(path, limit):
         torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
 
 
+# Stride 2: float32 runs the tiled path with columns (stride 1 with Wo == W runs the implicit GEMM, no columns).
+STRIDED = replace(CASE, name="batch33-stride2", stride=2)
+
+
 @paths
 def test_peak_workspace_stays_under_the_bound(path):
-    input, weight, bias = make_tensors(CASE, torch.float32, True)
-    output = conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE))
+    input, weight, bias = make_tensors(STRIDED, torch.float32, True)
+    output = conv_ext.conv2d(input, weight, bias, **case_kwargs(STRIDED))
     per_sample = column_bytes_per_sample(input, weight, output)
     limit = 5 * per_sample
     with PATHS[path](), conv_ext.workspace_limit(limit):
         conv_ext.reset_peak_workspace_bytes()
-        conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE)).sum().backward()
+        conv_ext.conv2d(input, weight, bias, **case_kwargs(STRIDED)).sum().backward()
         peak = conv_ext.peak_workspace_bytes()
     assert 0 < peak <= limit
+
+
+def test_implicit_gemm_needs_no_columns():
+    """float32, stride 1, Wo == W: with our AVX-512 kernel (where the CPU has it) forward and backward allocate no
+    column workspace at all; with ATen's GEMM the tiled path allocates its tiles."""
+    input, weight, bias = make_tensors(CASE, torch.float32, True)
+    for backend, context in [(settings.cpu_gemm(), contextlib.nullcontext), ("aten", settings.aten_gemm)]:
+        with context():
+            conv_ext.reset_peak_workspace_bytes()
+            conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE)).sum().backward()
+            peak = conv_ext.peak_workspace_bytes()
+        assert (peak == 0) == (backend == "avx512"), (backend, peak)
 
 
 def test_shared_orchestration_chunks_are_as_large_as_the_bound_allows():

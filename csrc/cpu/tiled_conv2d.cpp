@@ -262,8 +262,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   const at::Tensor grad_output = grad_output_arg.contiguous();
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
-  bool need_input = output_mask[0];
-  const bool need_weight = output_mask[1], need_bias = output_mask[2];
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   auto unused = [&] { return unrequested_output(input); };
   if (use_depthwise_path(input, weight, groups)) {
     at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
@@ -272,10 +271,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
                               need_input ? grad_input : at::Tensor(), need_weight ? grad_weight : at::Tensor());
     return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
   }
-  at::Tensor grad_input;
-  if (need_input && use_implicit_conv2d(input, make_geometry(input, weight, stride, padding, dilation))) {
-    grad_input = implicit_grad_input(grad_output, input, weight, stride, padding, dilation, groups);
-    need_input = false;  // the tiles below only compute dw
+  const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
+  if (use_implicit_conv2d(input, geometry)) {  // no columns at all
+    at::Tensor grad_input =
+        need_input ? implicit_grad_input(grad_output, input, weight, stride, padding, dilation, groups) : unused();
+    at::Tensor grad_weight = need_weight ? at::empty_like(weight) : unused();
+    if (need_weight) {
+      implicit_conv2d_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
+                                         grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
+    }
+    return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
   }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups,
                                             int64_t(need_input) + int64_t(need_weight));
@@ -328,11 +333,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
       });
     });
   }
-  if (need_input) {
-    grad_input = grad_input_acc.to(input.scalar_type());
-  } else if (!grad_input.defined()) {
-    grad_input = unused();
-  }
+  at::Tensor grad_input = need_input ? grad_input_acc.to(input.scalar_type()) : unused();
   at::Tensor grad_weight = need_weight
       ? grad_weight_partials.sum(0).transpose(1, 2).contiguous().view(weight.sizes()).to(weight.scalar_type())
       : unused();

@@ -34,5 +34,9 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
 bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& geometry);
 void implicit_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
                             const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+// Its weight gradient: writes the whole (O, C/g, kh, kw) grad_weight (one writer per element: deterministic and
+// independent of the thread count).
+void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
+                                        const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 
 }  // namespace conv_ext::cpu
