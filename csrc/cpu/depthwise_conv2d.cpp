@@ -100,7 +100,9 @@ void depthwise_grad_weight(const scalar_t* grad_output, const scalar_t* input, s
             for_each_tap_row(i, j, g, [&](int64_t oh, int64_t h, ValidRange cols, int64_t w_offset) {
               const scalar_t* dy_row = dy + oh * g.out_w;
               const scalar_t* x_row = x + h * g.width;
-              for (int64_t ow = cols.begin; ow < cols.end; ++ow) acc[ow] += dy_row[ow] * x_row[ow * g.stride_w + w_offset];
+              for (int64_t ow = cols.begin; ow < cols.end; ++ow) {
+                acc[ow] += dy_row[ow] * x_row[ow * g.stride_w + w_offset];
+              }
             });
           }
         }

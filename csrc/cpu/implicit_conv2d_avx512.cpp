@@ -89,12 +89,29 @@ struct ShiftedRows {
   }
 };
 
-// dw's register block: 4 output channels x 6 column rows, summed over 16 positions per lane.
-constexpr int64_t kGradRows = 4, kGradCols = 6;
+// The sum of a vector's 16 lanes, as a tree of in-register adds (the same order every time). The shuffles are
+// the masked forms with every lane set: GCC 12's plain forms (and _mm512_reduce_add_ps) start from an
+// "undefined" vector that -Wuninitialized reports.
+CONV_EXT_AVX512 inline float lane_sum(__m512 v) {
+  const __mmask16 all = 0xFFFF;
+  v = _mm512_add_ps(v, _mm512_mask_shuffle_f32x4(v, all, v, v, _MM_SHUFFLE(1, 0, 3, 2)));  // the other half
+  v = _mm512_add_ps(v, _mm512_mask_shuffle_f32x4(v, all, v, v, _MM_SHUFFLE(2, 3, 0, 1)));  // the other quarter
+  v = _mm512_add_ps(v, _mm512_mask_permute_ps(v, all, v, _MM_SHUFFLE(1, 0, 3, 2)));        // the other pair
+  v = _mm512_add_ps(v, _mm512_mask_permute_ps(v, all, v, _MM_SHUFFLE(2, 3, 0, 1)));        // the other lane
+  return _mm512_cvtss_f32(v);
+}
+
+// dw's register blocks: ROWS output channels x COLS column rows, summed over 16 positions per lane; 4 x 6 (10
+// loads per 24 FMAs) where a group has 4 output channels or more, 1 x 12 (depthwise: one per group).
+struct GradBlock {
+  int64_t rows, cols;
+};
+constexpr GradBlock kWideBlock{4, 6}, kNarrowBlock{1, 12};
 
 // dw[o][k] += sum over samples [n_begin, n_end) and positions [q_begin, q_end) (multiples of 16, but q_end may
-// be the last position) of dy[n][o][q] * columns[k][q], for the block of o in [o0, o0 + 4) and k in
-// [k0, k0 + 6) of one group. Rows and columns past the group's are computed on a clamped copy and dropped.
+// be the last position) of dy[n][o][q] * columns[k][q], for the block of o in [o0, o0 + ROWS) and k in
+// [k0, k0 + COLS) of one group. Rows and columns past the group's are computed on a clamped copy and dropped.
+template <int ROWS, int COLS>
 CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* input, float* grad_weight,
                                        const ConvGeometry& g, const ImplicitColumns& columns,
                                        const uint16_t* vector_lanes, int64_t group, int64_t groups,
@@ -102,16 +119,16 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
                                        int64_t q_begin, int64_t q_end) {
   const int64_t group_out = out_channels / groups, group_channels = g.channels / groups;
   const int64_t depth = group_channels * columns.taps, positions = g.out_plane(), plane = g.height * g.width;
-  int64_t o[kGradRows], shift[kGradCols], tap[kGradCols];
-  CONV_EXT_UNROLL for (int r = 0; r < kGradRows; ++r) o[r] = std::min(o0 + r, group_out - 1);
-  CONV_EXT_UNROLL for (int s = 0; s < kGradCols; ++s) {
+  int64_t o[ROWS], shift[COLS], tap[COLS];
+  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) o[r] = std::min(o0 + r, group_out - 1);
+  CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) {
     const int64_t k = std::min(k0 + s, depth - 1);
     shift[s] = columns.offsets[k];
     tap[s] = columns.tap_of_row[k];
   }
-  __m512 sum[kGradRows][kGradCols];
-  CONV_EXT_UNROLL for (int r = 0; r < kGradRows; ++r) {
-    CONV_EXT_UNROLL for (int s = 0; s < kGradCols; ++s) sum[r][s] = _mm512_setzero_ps();
+  __m512 sum[ROWS][COLS];
+  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
+    CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) sum[r][s] = _mm512_setzero_ps();
   }
   for (int64_t n = n_begin; n < n_end; ++n) {
     const float* dy = grad_output + (n * out_channels + group * group_out) * positions;
@@ -119,28 +136,22 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
     for (int64_t q = q_begin; q < q_end; q += 16) {
       const __mmask16 inside = avx512::first_lanes(positions - q);
       const uint16_t* lanes = vector_lanes + (q / 16) * columns.taps;
-      __m512 dy_row[kGradRows];
-      CONV_EXT_UNROLL for (int r = 0; r < kGradRows; ++r) {
+      __m512 dy_row[ROWS];
+      CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
         dy_row[r] = _mm512_maskz_loadu_ps(inside, dy + o[r] * positions + q);
       }
-      CONV_EXT_UNROLL for (int s = 0; s < kGradCols; ++s) {
+      CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) {
         const __m512 x_row = _mm512_maskz_loadu_ps(lanes[tap[s]], x + shift[s] + q);
-        CONV_EXT_UNROLL for (int r = 0; r < kGradRows; ++r) sum[r][s] = _mm512_fmadd_ps(dy_row[r], x_row, sum[r][s]);
+        CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) sum[r][s] = _mm512_fmadd_ps(dy_row[r], x_row, sum[r][s]);
       }
     }
   }
-  // The lanes' sums, in lane order (GCC 12's _mm512_reduce_add_ps trips -Wmaybe-uninitialized).
-  float totals[kGradRows][kGradCols];
-  CONV_EXT_UNROLL for (int r = 0; r < kGradRows; ++r) {
-    CONV_EXT_UNROLL for (int s = 0; s < kGradCols; ++s) {
-      float lanes[16];
-      _mm512_storeu_ps(lanes, sum[r][s]);
-      totals[r][s] = 0.0f;
-      for (float lane : lanes) totals[r][s] += lane;
-    }
+  float totals[ROWS][COLS];
+  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
+    CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) totals[r][s] = lane_sum(sum[r][s]);
   }
-  for (int64_t r = 0; r < kGradRows && o0 + r < group_out; ++r) {
-    for (int64_t s = 0; s < kGradCols && k0 + s < depth; ++s) {
+  for (int64_t r = 0; r < ROWS && o0 + r < group_out; ++r) {
+    for (int64_t s = 0; s < COLS && k0 + s < depth; ++s) {
       grad_weight[(group * group_out + o0 + r) * depth + k0 + s] += totals[r][s];
     }
   }
@@ -194,7 +205,8 @@ void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* i
   const int64_t positions_per_block = samples_per_block > 1
       ? positions
       : std::max<int64_t>(16, block_bytes / ((out_channels + g.channels) * int64_t(sizeof(float))) / 16 * 16);
-  const int64_t o_blocks = (group_out + kGradRows - 1) / kGradRows, k_blocks = (depth + kGradCols - 1) / kGradCols;
+  const GradBlock block = group_out >= kWideBlock.rows ? kWideBlock : kNarrowBlock;
+  const int64_t o_blocks = (group_out + block.rows - 1) / block.rows, k_blocks = (depth + block.cols - 1) / block.cols;
   const int64_t tasks = groups * o_blocks * k_blocks;
   const std::vector<uint16_t> vector_lanes = columns.vector_lanes();
   for (int64_t n = 0; n < g.batch; n += samples_per_block) {
@@ -202,10 +214,11 @@ void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* i
       at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
         for (int64_t task = begin; task < end; ++task) {  // task = (group, o block, k block), k innermost
           const int64_t k_block = task % k_blocks, o_block = (task / k_blocks) % o_blocks;
-          grad_weight_block(grad_output, input, grad_weight, g, columns, vector_lanes.data(),
-                            task / (k_blocks * o_blocks), groups,
-                            out_channels, o_block * kGradRows, k_block * kGradCols, n,
-                            std::min(g.batch, n + samples_per_block), q, std::min(positions, q + positions_per_block));
+          const auto kernel = block.rows == kWideBlock.rows ? grad_weight_block<kWideBlock.rows, kWideBlock.cols>
+                                                            : grad_weight_block<kNarrowBlock.rows, kNarrowBlock.cols>;
+          kernel(grad_output, input, grad_weight, g, columns, vector_lanes.data(), task / (k_blocks * o_blocks), groups,
+                 out_channels, o_block * block.rows, k_block * block.cols, n, std::min(g.batch, n + samples_per_block),
+                 q, std::min(positions, q + positions_per_block));
         }
       });
     }

@@ -211,9 +211,6 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
-  if (use_depthwise_path(input, weight, groups)) {
-    return conv2d_forward_depthwise(input, weight, bias, make_geometry(input, weight, stride, padding, dilation));
-  }
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   if (use_implicit_conv2d(input, geometry)) {  // no columns at all
     at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
@@ -222,6 +219,9 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
                            bias_contiguous ? bias_contiguous->const_data_ptr<float>() : nullptr,
                            output.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
     return output;
+  }
+  if (use_depthwise_path(input, weight, groups)) {
+    return conv2d_forward_depthwise(input, weight, bias, geometry);
   }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups, 1);
   const ConvGeometry& g = p.g;
@@ -264,13 +264,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   const at::Tensor weight = weight_arg.contiguous();
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   auto unused = [&] { return unrequested_output(input); };
-  if (use_depthwise_path(input, weight, groups)) {
-    at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
-    at::Tensor grad_weight = need_weight ? at::empty_like(weight) : unused();
-    conv2d_backward_depthwise(grad_output, input, weight, make_geometry(input, weight, stride, padding, dilation),
-                              need_input ? grad_input : at::Tensor(), need_weight ? grad_weight : at::Tensor());
-    return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
-  }
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   if (use_implicit_conv2d(input, geometry)) {  // no columns at all
     at::Tensor grad_input =
@@ -280,6 +273,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
       implicit_conv2d_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
                                          grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
     }
+    return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
+  }
+  if (use_depthwise_path(input, weight, groups)) {
+    at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
+    at::Tensor grad_weight = need_weight ? at::empty_like(weight) : unused();
+    conv2d_backward_depthwise(grad_output, input, weight, geometry, need_input ? grad_input : at::Tensor(),
+                              need_weight ? grad_weight : at::Tensor());
     return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
   }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups,
