@@ -71,6 +71,8 @@ void im2col_row(const scalar_t* sample, scalar_t* out, int64_t row, int64_t oh_b
     std::fill(out, out + cols.begin, scalar_t(0));
     if (g.stride_w == 1) {
       std::copy(src + cols.begin + w_offset, src + cols.end + w_offset, out + cols.begin);
+    } else if (g.stride_w == 2) {  // the common stride, as a constant: the compiler vectorises it with shuffles
+      for (int64_t ow = cols.begin; ow < cols.end; ++ow) out[ow] = src[ow * 2 + w_offset];
     } else {
       for (int64_t ow = cols.begin; ow < cols.end; ++ow) out[ow] = src[ow * g.stride_w + w_offset];
     }
@@ -91,6 +93,8 @@ void col2im_row_add(acc_t* plane, const scalar_t* in, int64_t row, int64_t oh_be
     acc_t* dst = plane + h * g.width;
     if (g.stride_w == 1) {
       for (int64_t ow = cols.begin; ow < cols.end; ++ow) dst[ow + w_offset] += acc_t(in[ow]);
+    } else if (g.stride_w == 2) {  // as in im2col_row
+      for (int64_t ow = cols.begin; ow < cols.end; ++ow) dst[ow * 2 + w_offset] += acc_t(in[ow]);
     } else {
       for (int64_t ow = cols.begin; ow < cols.end; ++ow) dst[ow * g.stride_w + w_offset] += acc_t(in[ow]);
     }
