@@ -1,8 +1,19 @@
 """Process-wide settings of the extension: the column workspace bound, its peak, and the kernel switches."""
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from . import _C
+
+
+@contextmanager
+def _set_for_block(getter: Callable[[], Any], setter: Callable[[Any], None], value: Any) -> Iterator[None]:
+    """Sets a process-wide setting for the duration of a block, then restores what it was."""
+    previous = getter()
+    setter(value)
+    try:
+        yield
+    finally:
+        setter(previous)
 
 
 def workspace_limit_bytes() -> int:
@@ -18,15 +29,9 @@ def set_workspace_limit_bytes(limit: int) -> None:
     _C.set_workspace_limit_bytes(limit)
 
 
-@contextmanager
-def workspace_limit(limit: int) -> Iterator[None]:
+def workspace_limit(limit: int) -> ContextManager[None]:
     """Context manager: sets the column workspace bound for the duration of the block."""
-    previous = workspace_limit_bytes()
-    set_workspace_limit_bytes(limit)
-    try:
-        yield
-    finally:
-        set_workspace_limit_bytes(previous)
+    return _set_for_block(workspace_limit_bytes, set_workspace_limit_bytes, limit)
 
 
 def peak_workspace_bytes() -> int:
@@ -39,16 +44,10 @@ def reset_peak_workspace_bytes() -> None:
     _C.reset_peak_workspace_bytes()
 
 
-@contextmanager
-def host_reference_kernels() -> Iterator[None]:
+def host_reference_kernels() -> ContextManager[None]:
     """Context manager (for tests): the CPU ops run the reference host loops over the per-element im2col/col2im
     bodies that the CUDA kernels run, instead of the fast CPU kernels."""
-    previous = _C.host_reference_kernels_enabled()
-    _C.set_host_reference_kernels_enabled(True)
-    try:
-        yield
-    finally:
-        _C.set_host_reference_kernels_enabled(previous)
+    return _set_for_block(_C.host_reference_kernels_enabled, _C.set_host_reference_kernels_enabled, True)
 
 
 def cpu_gemm() -> str:
@@ -57,16 +56,10 @@ def cpu_gemm() -> str:
     return "avx512" if _C.avx512_gemm_enabled() else "aten"
 
 
-@contextmanager
-def aten_gemm() -> Iterator[None]:
+def aten_gemm() -> ContextManager[None]:
     """Context manager (for tests and the benchmark): float32 convolutions on the CPU run ATen's GEMM instead of
-    our AVX-512 kernel for the duration of the block."""
-    previous = _C.avx512_gemm_enabled()
-    _C.set_avx512_gemm_enabled(False)
-    try:
-        yield
-    finally:
-        _C.set_avx512_gemm_enabled(previous)
+    our AVX-512 kernel (and so no implicit GEMM) for the duration of the block."""
+    return _set_for_block(_C.avx512_gemm_enabled, _C.set_avx512_gemm_enabled, False)
 
 
 def cuda_built() -> bool:

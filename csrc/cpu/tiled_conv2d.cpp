@@ -1,9 +1,13 @@
-// The fast CPU path: the convolution in tiles whose columns stay in the cache between im2col and the GEMM.
+// The CPU ops. First choice: the implicit GEMM (implicit_conv2d_avx512.cpp: stride 1, Wo == W, float32 with
+// the AVX-512 kernel), which needs no columns; then depthwise_conv2d.cpp for depthwise convolutions; the rest
+// runs here, in tiles.
+//
+// The tiled path: the convolution in tiles whose columns stay in the cache between im2col and the GEMM.
 // A tile is a block of whole samples (small images) or a band of output rows of one sample (large images).
 // Tiles run in parallel over the batch (each GEMM single-threaded inside the parallel region) when the batch
 // has at least as many samples as threads; otherwise one after another, with multi-threaded GEMMs and
-// im2col/col2im parallel over rows/channels. No permutes: each tile's GEMM writes its block of the (N, O, L)
-// output, and reads its block of grad_output, in place. One batched GEMM per tile covers its samples and groups.
+// im2col/col2im parallel over rows/channels. No permutes: each tile's GEMMs (gemm.h: one per sample and group)
+// write their blocks of the (N, O, L) output, and read their blocks of grad_output, in place.
 //
 // Memory: one tile of columns per thread (two in backward: columns and their gradient), bounded by the
 // workspace limit; the tile shrinks to a single output row of one sample before the bound is exceeded.
