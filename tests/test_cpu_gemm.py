@@ -42,6 +42,21 @@ EDGES = [
     replace(BASE, name="implicit-dilated-groups", in_channels=6, out_channels=9, groups=3, kernel=3, dilation=(2, 3),
             padding=(2, 3), size=(9, 11)),
     replace(BASE, name="implicit-width1", kernel=(3, 1), padding=(1, 0), size=(7, 1)),
+    # Row panels (Wo != W or stride 2): 'valid' padding (Wo 14; dx by the implicit GEMM too, W = 16).
+    replace(BASE, name="rows-valid", size=(9, 16), kernel=3),
+    # Wo 14 but W 17: dx runs the tiled path (rows of 17 fill too few lanes).
+    replace(BASE, name="rows-valid-tiled-dx", size=(6, 17), kernel=(2, 4)),
+    # Stride 2 in width (even lanes of two loads), 1 in height; Wo = 15.
+    replace(BASE, name="rows-stride-w2", size=(5, 30), stride=(1, 2), padding=1),
+    # Stride 2 both ways, dilation, Wo = 44: a 32-output panel and a 12-output one per row.
+    replace(BASE, name="rows-stride2-dilated", size=(7, 90), stride=2, dilation=(1, 2), padding=(1, 3)),
+    # Stride 2 in height only, padding larger than the kernel reach in width.
+    replace(BASE, name="rows-stride-h2", size=(9, 12), stride=(2, 1), kernel=(3, 2), padding=(0, 3)),
+    replace(BASE, name="rows-stride2-groups", in_channels=6, out_channels=9, groups=3, size=(6, 28), stride=2,
+            padding=1),
+    replace(BASE, name="rows-stride2-depthwise", in_channels=5, out_channels=5, groups=5, size=(6, 30), stride=2,
+            padding=1),
+    replace(BASE, name="rows-stride2-pointwise", kernel=1, size=(4, 32), stride=2),
 ]
 
 
@@ -62,6 +77,23 @@ def test_dw_over_position_blocks_stays_at_float32_rounding(backend):
     weight = torch.randn(5, 4, 3, 3, generator=generator, dtype=torch.float64)
     grad_output = torch.randn(1, 5, 200, 200, generator=generator, dtype=torch.float64)
     args = ([1, 1], [1, 1], [1, 1], 1, [True, True, False])
+    expected = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, *args)
+    with BACKENDS[backend]():
+        got = torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(), *args)
+    for name, g, e in zip(("input", "weight"), got, expected):
+        error = (g.double() - e).abs().max().item() / e.abs().max().item()
+        assert error < 2e-5, (name, error)
+
+
+@backends
+def test_dw_over_blocks_of_row_panels_stays_at_float32_rounding(backend):
+    """'valid' padding (row panels: Wo != W) and a sample over 1 MiB: dw sums blocks of row panels one after
+    another; dx is the implicit GEMM with row panels too."""
+    generator = torch.Generator().manual_seed(0)
+    input = torch.randn(1, 4, 300, 302, generator=generator, dtype=torch.float64)
+    weight = torch.randn(5, 4, 3, 3, generator=generator, dtype=torch.float64)
+    grad_output = torch.randn(1, 5, 298, 300, generator=generator, dtype=torch.float64)
+    args = ([1, 1], [0, 0], [1, 1], 1, [True, True, False])
     expected = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, *args)
     with BACKENDS[backend]():
         got = torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(), *args)
@@ -97,3 +129,33 @@ def test_accumulation_error_stays_at_float32_rounding(backend):
         output = conv_ext.conv2d(input.float(), weight.float(), padding=2)
     # sqrt(K) * eps * |terms|: the bound a float32 sum of 1,600 unit-scale products stays inside.
     torch.testing.assert_close(output.double(), expected, rtol=0, atol=40 * 2**-23 * 40)
+
+
+@backends
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16], ids=["f32", "f64", "f16"])
+@pytest.mark.parametrize("stride, padding, width", [(1, 1, 16), (2, 1, 30), (1, 0, 10)],
+                         ids=["implicit-flat", "implicit-rows", "tiled"])
+def test_non_contiguous_bias(backend, dtype, stride, padding, width):
+    """The bias is read as a plain array by every path: a strided view must give the same output."""
+    generator = torch.Generator().manual_seed(0)
+    input = torch.randn(2, 4, 6, width, generator=generator).to(dtype)
+    weight = torch.randn(8, 4, 3, 3, generator=generator).to(dtype)
+    bias = torch.randn(16, generator=generator).to(dtype)[::2]
+    with BACKENDS[backend]():
+        output = conv_ext.conv2d(input, weight, bias, stride=stride, padding=padding)
+    expected = F.conv2d(input.float(), weight.float(), bias.float(), stride=stride, padding=padding)
+    tolerance = dict(rtol=1e-2, atol=1e-2) if dtype == torch.float16 else dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(output.float(), expected, **tolerance)
+
+
+@backends
+def test_no_channels_at_all(backend):
+    """0 input and 0 output channels: an empty output and empty gradients, no division by zero."""
+    input = torch.randn(2, 0, 5, 7)
+    weight = torch.randn(0, 0, 3, 3)
+    with BACKENDS[backend]():
+        output = conv_ext.conv2d(input, weight, None, padding=1)
+        grads = torch.ops.conv_ext.conv2d_backward(torch.randn_like(output), input, weight, [1, 1], [1, 1], [1, 1],
+                                                   1, [True, True, True])
+    assert output.shape == (2, 0, 5, 7)
+    assert [g.shape for g in grads] == [input.shape, weight.shape, (0,)]

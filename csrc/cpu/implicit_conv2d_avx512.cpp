@@ -1,12 +1,16 @@
-// Implicit-GEMM convolution in float32 with AVX-512, for stride 1 with output rows as wide as the input rows
-// ('same' padding in width): the GEMM of im2col without the columns.
+// Implicit-GEMM convolution in float32 with AVX-512: the GEMM of im2col without the columns.
 //
-// With stride 1 and Wo == W, column row (c, i, j) at output position q = oh*W + ow reads input element
-//   plane_c[q + (i*d_h - p_h)*W + (j*d_w - p_w)]
-// so, over consecutive output positions, a row of the column matrix is a contiguous run of the input plane
-// shifted by a constant; only the positions whose tap falls in the padding (out of the image, or wrapped into
-// the neighbouring row) must read zero. The micro-kernel loads those runs straight from the input with masked
-// loads: per panel of 32 output positions and per tap, a lane mask of the positions inside the image.
+// Column row (c, i, j) at output position (oh, ow) reads plane_c[(oh*s_h - p_h + i*d_h)*W + ow*s_w - p_w + j*d_w].
+// Along an output row, that is a run of the input row with step s_w, shifted by the constant
+//   offset(c, i, j) = c*H*W + (i*d_h - p_h)*W + (j*d_w - p_w)
+// from the position's own origin oh*s_h*W + ow*s_w. The micro-kernel loads those runs straight from the input,
+// 16 outputs per vector (step 1: one masked load; step 2: two masked loads and a permute that keeps the even
+// lanes), with a lane mask per block of outputs ("panel") and per tap: the lanes whose tap lies inside the image
+// read it, the others read zero.
+//
+// Panels: with stride 1 and Wo == W ('same' padding in width), consecutive output positions q = oh*W + ow have
+// consecutive origins, across output rows too, so a panel is any 32 consecutive positions ("flat" panels, no
+// waste at row ends). Otherwise a panel is up to 32 outputs of one output row.
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
@@ -15,6 +19,38 @@
 
 #include "gemm.h"
 #include "tiled_conv2d.h"
+
+namespace conv_ext::cpu {
+
+namespace {
+
+// Flat panels: consecutive output positions have consecutive origins (see above).
+bool flat_panels(const ConvGeometry& g) { return g.stride_h == 1 && g.stride_w == 1 && g.out_w == g.width; }
+
+// Whether row panels of `width` outputs fill at least 3/4 of their vectors' lanes (below that, the tiled path
+// does better).
+bool enough_lanes(int64_t width) { return 4 * width >= 3 * 16 * ((width + 15) / 16); }
+
+}  // namespace
+
+bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& g) {
+  if (input.scalar_type() != at::kFloat || !avx512_gemm_enabled() || g.stride_w > 2) return false;
+  return flat_panels(g) || enough_lanes(g.out_w);
+}
+
+ConvGeometry transposed_geometry(const ConvGeometry& g, int64_t out_channels) {
+  ConvGeometry t = g;
+  t.channels = out_channels;
+  t.height = g.out_h;
+  t.width = g.out_w;
+  t.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  t.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
+  t.out_h = g.height;
+  t.out_w = g.width;
+  return t;
+}
+
+}  // namespace conv_ext::cpu
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include "avx512_micro_kernel.h"
@@ -25,18 +61,36 @@ namespace {
 
 using avx512::kCols;
 
-// The index tables of the implicit columns of one group (the same for every group and sample): per column
-// row (c, i, j) its shift in the input and its tap; per panel of 32 output positions and per tap, the lanes
-// whose input lies inside the image (positions past the last one have no lanes).
+// The index tables of the implicit columns of one group (the same for every group and sample).
 struct ImplicitColumns {
-  int64_t taps;
-  std::vector<int64_t> offsets;     // per column row: c*H*W + (i*d_h - p_h)*W + (j*d_w - p_w)
-  std::vector<int32_t> tap_of_row;  // per column row: i*kw + j
-  std::vector<uint32_t> tap_lanes;  // [panel * taps + tap]: bit l for output position panel*32 + l
+  bool flat;  // panels over the flattened output, else along output rows
+  int64_t stride_w, taps, panels, panels_per_row;
+  std::vector<int64_t> offsets;     // per column row (c, i, j): its shift, offset(c, i, j) above
+  std::vector<int32_t> tap_of_row;  // per column row: its tap i*kw + j
+  // [panel * taps + tap]: per vector v (outputs [16v, 16v + 16) of the panel), the input lanes to load in bits
+  // [32v, 32v + 32): step 1, bit 32v + l for output lane l; step 2, bit 32v + 2l (two loads of 16).
+  std::vector<uint64_t> load_lanes;
+  // Per panel: its first output, as an offset in the output plane; its origin in the input plane; its outputs.
+  std::vector<int64_t> output_offset, input_offset, width;
 
-  ImplicitColumns(const ConvGeometry& g, int64_t group_channels) : taps(g.kernel_h * g.kernel_w) {
-    offsets.resize(group_channels * taps);
-    tap_of_row.resize(group_channels * taps);
+  ImplicitColumns(const ConvGeometry& g, int64_t group_channels)
+      : flat(flat_panels(g)),
+        stride_w(g.stride_w),
+        taps(g.kernel_h * g.kernel_w),
+        panels(flat ? (g.out_plane() + kCols - 1) / kCols : g.out_h * ((g.out_w + kCols - 1) / kCols)),
+        panels_per_row((g.out_w + kCols - 1) / kCols),
+        offsets(group_channels * taps),
+        tap_of_row(group_channels * taps),
+        load_lanes(panels * taps, 0),
+        output_offset(panels),
+        input_offset(panels),
+        width(panels) {
+    for (int64_t panel = 0; panel < panels; ++panel) {
+      const int64_t oh = panel / panels_per_row, ow = (panel % panels_per_row) * kCols;
+      output_offset[panel] = flat ? panel * kCols : oh * g.out_w + ow;
+      input_offset[panel] = flat ? panel * kCols : oh * g.stride_h * g.width + ow * g.stride_w;
+      width[panel] = std::min(kCols, (flat ? g.out_plane() : (oh + 1) * g.out_w) - output_offset[panel]);
+    }
     for (int64_t c = 0; c < group_channels; ++c) {
       for (int64_t i = 0; i < g.kernel_h; ++i) {
         for (int64_t j = 0; j < g.kernel_w; ++j) {
@@ -46,45 +100,53 @@ struct ImplicitColumns {
         }
       }
     }
-    const int64_t positions = g.out_plane();
-    tap_lanes.assign(((positions + kCols - 1) / kCols) * taps, 0);
-    for (int64_t q = 0; q < positions; ++q) {
-      const int64_t oh = q / g.out_w, ow = q % g.out_w;
-      for (int64_t i = 0; i < g.kernel_h; ++i) {
-        for (int64_t j = 0; j < g.kernel_w; ++j) {
-          const bool inside = in_range(oh + i * g.dilation_h - g.pad_h, g.height) &&
-                              in_range(ow + j * g.dilation_w - g.pad_w, g.width);
-          if (inside) tap_lanes[(q / kCols) * taps + i * g.kernel_w + j] |= uint32_t{1} << (q % kCols);
+    // One writer per panel: built in parallel (positions x taps entries; large images have many).
+    at::parallel_for(0, panels, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t panel = begin; panel < end; ++panel) {
+        for (int64_t lane = 0; lane < width[panel]; ++lane) {
+          const int64_t q = output_offset[panel] + lane, oh = q / g.out_w, ow = q % g.out_w;
+          const int bit = static_cast<int>(32 * (lane / 16) + stride_w * (lane % 16));
+          for (int64_t i = 0; i < g.kernel_h; ++i) {
+            for (int64_t j = 0; j < g.kernel_w; ++j) {
+              const bool inside = in_range(oh * g.stride_h - g.pad_h + i * g.dilation_h, g.height) &&
+                                  in_range(ow * g.stride_w - g.pad_w + j * g.dilation_w, g.width);
+              if (inside) load_lanes[panel * taps + i * g.kernel_w + j] |= uint64_t{1} << bit;
+            }
+          }
         }
       }
-    }
-  }
-  // The same lanes per vector of 16 positions: [vector * taps + tap] (the masks of the dw kernel's loads).
-  std::vector<uint16_t> vector_lanes() const {
-    std::vector<uint16_t> lanes(tap_lanes.size() * 2);
-    for (size_t panel_tap = 0; panel_tap < tap_lanes.size(); ++panel_tap) {
-      const size_t panel = panel_tap / taps, tap = panel_tap % taps;
-      lanes[(2 * panel) * taps + tap] = uint16_t(tap_lanes[panel_tap]);
-      lanes[(2 * panel + 1) * taps + tap] = uint16_t(tap_lanes[panel_tap] >> 16);
-    }
-    return lanes;
+    });
   }
 };
 
-// Row p = (c, i, j) of a panel's columns: the input at origin + offsets[p], lanes tap_lanes[taps[p]].
+// The 16 outputs of one vector of column row `row`: input lanes from `source` (step STEP) under the vector's 32
+// bits of load lanes. Lanes outside the mask are neither read nor faulted on: the run may start before the plane.
+template <int STEP>
+CONV_EXT_AVX512 inline __m512 load_run(const float* source, uint32_t lanes) {
+  if constexpr (STEP == 1) {
+    return _mm512_maskz_loadu_ps(__mmask16(lanes), source);
+  } else {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512 low = _mm512_maskz_loadu_ps(__mmask16(lanes), source);
+    const __m512 high = _mm512_maskz_loadu_ps(__mmask16(lanes >> 16), source + 16);
+    return _mm512_permutex2var_ps(low, even, high);
+  }
+}
+
+// Row p of a panel's columns, for the micro-kernel: origin + offsets[p], lanes load_lanes[taps[p]].
+template <int STEP>
 struct ShiftedRows {
-  const float* origin;        // the group's first input plane, at the panel's first output position
-  const int64_t* offsets;     // ImplicitColumns::offsets
-  const int32_t* taps;        // ImplicitColumns::tap_of_row
-  const uint32_t* tap_lanes;  // ImplicitColumns::tap_lanes of this panel
+  const float* origin;         // the group's first input plane, at the panel's origin
+  const int64_t* offsets;      // ImplicitColumns::offsets
+  const int32_t* taps;         // ImplicitColumns::tap_of_row
+  const uint64_t* load_lanes;  // ImplicitColumns::load_lanes of this panel
 
   template <int VECTORS>
   CONV_EXT_AVX512 void load(int64_t p, __m512* row) const {
-    const uint32_t lanes = tap_lanes[taps[p]];
-    // Lanes outside the mask are neither read nor faulted on: the shifted run may start before the plane.
+    const uint64_t lanes = load_lanes[taps[p]];
     const float* source = origin + offsets[p];
     CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) {
-      row[v] = _mm512_maskz_loadu_ps(__mmask16(lanes >> (16 * v)), source + 16 * v);
+      row[v] = load_run<STEP>(source + 16 * STEP * v, uint32_t(lanes >> (32 * v)));
     }
   }
 };
@@ -101,22 +163,26 @@ CONV_EXT_AVX512 inline float lane_sum(__m512 v) {
   return _mm512_cvtss_f32(v);
 }
 
-// dw's register blocks: ROWS output channels x COLS column rows, summed over 16 positions per lane; 4 x 6 (10
+// dw's register blocks: ROWS output channels x COLS column rows, summed over 16 outputs per lane; 4 x 6 (10
 // loads per 24 FMAs) where a group has 4 output channels or more, 1 x 12 (depthwise: one per group).
 struct GradBlock {
   int64_t rows, cols;
 };
 constexpr GradBlock kWideBlock{4, 6}, kNarrowBlock{1, 12};
 
-// dw[o][k] += sum over samples [n_begin, n_end) and positions [q_begin, q_end) (multiples of 16, but q_end may
-// be the last position) of dy[n][o][q] * columns[k][q], for the block of o in [o0, o0 + ROWS) and k in
-// [k0, k0 + COLS) of one group. Rows and columns past the group's are computed on a clamped copy and dropped.
+// A block of dw's work: samples [n_begin, n_end) x panels [panel_begin, panel_end).
+struct SumRange {
+  int64_t n_begin, n_end, panel_begin, panel_end;
+};
+
+// dw[o][k] += sum over the range's samples and outputs of dy[n][o][q] * columns[k][q], for the block of o in
+// [o0, o0 + ROWS) and k in [k0, k0 + COLS) of one group. Rows and columns past the group's are computed on a
+// clamped copy and dropped.
 template <int ROWS, int COLS>
 CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* input, float* grad_weight,
-                                       const ConvGeometry& g, const ImplicitColumns& columns,
-                                       const uint16_t* vector_lanes, int64_t group, int64_t groups,
-                                       int64_t out_channels, int64_t o0, int64_t k0, int64_t n_begin, int64_t n_end,
-                                       int64_t q_begin, int64_t q_end) {
+                                       const ConvGeometry& g, const ImplicitColumns& columns, int64_t group,
+                                       int64_t groups, int64_t out_channels, int64_t o0, int64_t k0,
+                                       const SumRange& range) {
   const int64_t group_out = out_channels / groups, group_channels = g.channels / groups;
   const int64_t depth = group_channels * columns.taps, positions = g.out_plane(), plane = g.height * g.width;
   int64_t o[ROWS], shift[COLS], tap[COLS];
@@ -130,19 +196,24 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
   CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
     CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) sum[r][s] = _mm512_setzero_ps();
   }
-  for (int64_t n = n_begin; n < n_end; ++n) {
+  for (int64_t n = range.n_begin; n < range.n_end; ++n) {
     const float* dy = grad_output + (n * out_channels + group * group_out) * positions;
     const float* x = input + (n * g.channels + group * group_channels) * plane;
-    for (int64_t q = q_begin; q < q_end; q += 16) {
-      const __mmask16 inside = avx512::first_lanes(positions - q);
-      const uint16_t* lanes = vector_lanes + (q / 16) * columns.taps;
-      __m512 dy_row[ROWS];
-      CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-        dy_row[r] = _mm512_maskz_loadu_ps(inside, dy + o[r] * positions + q);
-      }
-      CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) {
-        const __m512 x_row = _mm512_maskz_loadu_ps(lanes[tap[s]], x + shift[s] + q);
-        CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) sum[r][s] = _mm512_fmadd_ps(dy_row[r], x_row, sum[r][s]);
+    for (int64_t panel = range.panel_begin; panel < range.panel_end; ++panel) {
+      const int64_t q = columns.output_offset[panel], width = columns.width[panel];
+      const float* origin = x + columns.input_offset[panel];
+      const uint64_t* lanes = columns.load_lanes.data() + panel * columns.taps;
+      for (int64_t v = 0; 16 * v < width; ++v) {
+        const __mmask16 inside = avx512::first_lanes(width - 16 * v);
+        __m512 dy_row[ROWS];
+        CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
+          dy_row[r] = _mm512_maskz_loadu_ps(inside, dy + o[r] * positions + q + 16 * v);
+        }
+        CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) {
+          const __m512 x_row =
+              load_run<1>(origin + shift[s] + 16 * v, uint32_t(lanes[tap[s]] >> (32 * v)));
+          CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) sum[r][s] = _mm512_fmadd_ps(dy_row[r], x_row, sum[r][s]);
+        }
       }
     }
   }
@@ -157,81 +228,90 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
   }
 }
 
-}  // namespace
-
-bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& g) {
-  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && g.stride_h == 1 && g.stride_w == 1 &&
-         g.out_w == g.width;
-}
-
-void implicit_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
-                            const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+template <int STEP>
+void forward_panels(const float* input, const float* weight, const float* bias, float* output, const ConvGeometry& g,
+             int64_t groups, int64_t out_channels, const ImplicitColumns& columns) {
   const int64_t group_channels = g.channels / groups, group_out = out_channels / groups;
-  const int64_t positions = g.out_plane();
-  if (g.batch == 0 || positions == 0) return;
-  const ImplicitColumns columns(g, group_channels);
-  const int64_t depth = group_channels * columns.taps, panels = (positions + kCols - 1) / kCols;
+  const int64_t depth = group_channels * columns.taps, panels = columns.panels;
   // Tasks: (sample, group, panel), panels innermost so that a task's neighbours share the input planes.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(group_out * depth * kCols, 1));
   at::parallel_for(0, g.batch * groups * panels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t panel = task % panels, group = (task / panels) % groups, n = task / (panels * groups);
-      const int64_t first = panel * kCols;
-      const ShiftedRows rows{input + (n * g.channels + group * group_channels) * g.height * g.width + first,
-                             columns.offsets.data(), columns.tap_of_row.data(),
-                             columns.tap_lanes.data() + panel * columns.taps};
+      const ShiftedRows<STEP> rows{
+          input + (n * g.channels + group * group_channels) * g.height * g.width + columns.input_offset[panel],
+          columns.offsets.data(), columns.tap_of_row.data(), columns.load_lanes.data() + panel * columns.taps};
       const StridedMatrix<const float> group_weight{weight + group * group_out * depth, depth, 1};
-      const avx512::CBlock c{output + (n * out_channels + group * group_out) * positions + first, positions, {}};
-      avx512::any_panel(group_out, depth, group_weight, rows, c, std::min(kCols, positions - first), false,
+      const avx512::CBlock c{
+          output + (n * out_channels + group * group_out) * g.out_plane() + columns.output_offset[panel],
+          g.out_plane(), {}};
+      avx512::any_panel(group_out, depth, group_weight, rows, c, columns.width[panel], false,
                         bias ? bias + group * group_out : nullptr);
     }
   });
 }
 
-void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
-                                        const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+void grad_weight_panels(const float* grad_output, const float* input, float* grad_weight, const ConvGeometry& g,
+                 int64_t groups, int64_t out_channels, const ImplicitColumns& columns) {
   const int64_t group_channels = g.channels / groups, group_out = out_channels / groups;
-  const int64_t positions = g.out_plane();
-  const ImplicitColumns columns(g, group_channels);
-  const int64_t depth = group_channels * columns.taps;
-  std::fill(grad_weight, grad_weight + out_channels * depth, 0.0f);
-  if (g.batch == 0 || positions == 0) return;
-  // Blocks of (samples, positions) whose dy and input (~1 MiB) stay in L2 while every (o, k) block of dw
-  // sums over them; the blocks add onto dw one after another, each dw element from one task: the result does
-  // not depend on the thread count.
-  const int64_t sample_bytes = (out_channels + g.channels) * positions * int64_t(sizeof(float));
+  const int64_t depth = group_channels * columns.taps, positions = g.out_plane();
+  // Blocks of (samples, panels) whose dy and input (~1 MiB) stay in L2 while every (o, k) block of dw sums over
+  // them; the blocks add onto dw one after another, each dw element from one task: the result does not depend
+  // on the thread count.
+  const int64_t sample_bytes =
+      (out_channels * positions + g.channels * g.height * g.width) * int64_t(sizeof(float));
   const int64_t block_bytes = int64_t{1} << 20;
-  const int64_t samples_per_block = std::clamp<int64_t>(block_bytes / sample_bytes, 1, g.batch);
-  const int64_t positions_per_block = samples_per_block > 1
-      ? positions
-      : std::max<int64_t>(16, block_bytes / ((out_channels + g.channels) * int64_t(sizeof(float))) / 16 * 16);
+  const int64_t samples_per_block = std::clamp<int64_t>(block_bytes / std::max<int64_t>(sample_bytes, 1), 1, g.batch);
+  const int64_t panels_per_block = samples_per_block > 1
+      ? columns.panels
+      : std::clamp<int64_t>(columns.panels * block_bytes / std::max<int64_t>(sample_bytes, 1), 1, columns.panels);
   const GradBlock block = group_out >= kWideBlock.rows ? kWideBlock : kNarrowBlock;
   const int64_t o_blocks = (group_out + block.rows - 1) / block.rows, k_blocks = (depth + block.cols - 1) / block.cols;
   const int64_t tasks = groups * o_blocks * k_blocks;
-  const std::vector<uint16_t> vector_lanes = columns.vector_lanes();
+  const auto kernel = block.rows == kWideBlock.rows ? grad_weight_block<kWideBlock.rows, kWideBlock.cols>
+                                                    : grad_weight_block<kNarrowBlock.rows, kNarrowBlock.cols>;
   for (int64_t n = 0; n < g.batch; n += samples_per_block) {
-    for (int64_t q = 0; q < positions; q += positions_per_block) {
+    for (int64_t panel = 0; panel < columns.panels; panel += panels_per_block) {
+      const SumRange range{n, std::min(g.batch, n + samples_per_block), panel,
+                           std::min(columns.panels, panel + panels_per_block)};
       at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
         for (int64_t task = begin; task < end; ++task) {  // task = (group, o block, k block), k innermost
           const int64_t k_block = task % k_blocks, o_block = (task / k_blocks) % o_blocks;
-          const auto kernel = block.rows == kWideBlock.rows ? grad_weight_block<kWideBlock.rows, kWideBlock.cols>
-                                                            : grad_weight_block<kNarrowBlock.rows, kNarrowBlock.cols>;
-          kernel(grad_output, input, grad_weight, g, columns, vector_lanes.data(), task / (k_blocks * o_blocks), groups,
-                 out_channels, o_block * block.rows, k_block * block.cols, n, std::min(g.batch, n + samples_per_block),
-                 q, std::min(positions, q + positions_per_block));
+          kernel(grad_output, input, grad_weight, g, columns, task / (k_blocks * o_blocks), groups, out_channels,
+                 o_block * block.rows, k_block * block.cols, range);
         }
       });
     }
   }
 }
 
+}  // namespace
+
+void implicit_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
+                            const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+  if (g.batch == 0 || g.out_plane() == 0) return;
+  const ImplicitColumns columns(g, g.channels / groups);
+  if (g.stride_w == 1) {
+    forward_panels<1>(input, weight, bias, output, g, groups, out_channels, columns);
+  } else {
+    forward_panels<2>(input, weight, bias, output, g, groups, out_channels, columns);
+  }
+}
+
+void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
+                                        const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+  TORCH_CHECK(g.stride_w == 1, "conv_ext: the implicit-GEMM weight gradient reads the input rows with step 1");
+  const int64_t numel = out_channels * (g.channels / groups) * g.kernel_h * g.kernel_w;
+  std::fill(grad_weight, grad_weight + numel, 0.0f);
+  if (numel == 0 || g.batch == 0 || g.out_plane() == 0) return;
+  grad_weight_panels(grad_output, input, grad_weight, g, groups, out_channels, ImplicitColumns(g, g.channels / groups));
+}
+
 }  // namespace conv_ext::cpu
 
-#else  // not x86-64 with GCC/Clang: no AVX-512 kernel, the tiled path runs every convolution
+#else  // not x86-64 with GCC/Clang: use_implicit_conv2d() is false (avx512_gemm_enabled() is)
 
 namespace conv_ext::cpu {
-
-bool use_implicit_conv2d(const at::Tensor&, const ConvGeometry&) { return false; }
 
 void implicit_conv2d_avx512(const float*, const float*, const float*, float*, const ConvGeometry&, int64_t,
                             int64_t) {

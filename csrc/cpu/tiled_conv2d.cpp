@@ -177,9 +177,8 @@ StridedMatrix<const T> transposed(StridedMatrix<T> matrix) {
   return {matrix.data, matrix.col_stride, matrix.row_stride};
 }
 
-// dx of a convolution that the implicit GEMM runs, as one too: for stride 1, dx is the convolution of dy with
-// the weight flipped in both taps and transposed within each group (O/g <-> C/g), padded by d*(k-1) - p. Its
-// output rows (W) are as wide as its input rows (Wo), so the implicit GEMM runs it: no column gradient, no col2im.
+// dx by the implicit GEMM, for stride 1: the convolution of dy with the flipped, group-transposed weight
+// (transposed_geometry): no column gradient, no col2im. The caller checks that the implicit GEMM takes it.
 at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                int64_t groups) {
@@ -190,14 +189,7 @@ at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& 
                                  .flip({3, 4})
                                  .reshape({g.channels, out_channels / groups, g.kernel_h, g.kernel_w})
                                  .contiguous();
-  ConvGeometry transposed = g;
-  transposed.channels = out_channels;
-  transposed.height = g.out_h;
-  transposed.width = g.out_w;
-  transposed.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
-  transposed.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
-  transposed.out_h = g.height;
-  transposed.out_w = g.width;
+  const ConvGeometry transposed = transposed_geometry(g, out_channels);
   at::Tensor grad_input = at::empty_like(input);
   implicit_conv2d_avx512(grad_output.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
                          grad_input.mutable_data_ptr<float>(), transposed, groups, g.channels);
@@ -207,20 +199,21 @@ at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& 
 }  // namespace
 
 at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& weight_arg,
-                                const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                const std::optional<at::Tensor>& bias_arg, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  check_conv2d_args(input_arg, weight_arg, bias, stride, padding, dilation, groups);
+  check_conv2d_args(input_arg, weight_arg, bias_arg, stride, padding, dilation, groups);
   // The ATen calls below are our implementation, not part of the autograd graph (and out= ops refuse
   // inputs that require grad, as in a double backward).
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const at::Tensor input = input_arg.contiguous();
   const at::Tensor weight = weight_arg.contiguous();
+  // The kernels index the bias as a plain array.
+  const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   if (use_implicit_conv2d(input, geometry)) {  // no columns at all
     at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
-    const std::optional<at::Tensor> bias_contiguous = bias ? std::optional(bias->contiguous()) : std::nullopt;
     implicit_conv2d_avx512(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
-                           bias_contiguous ? bias_contiguous->const_data_ptr<float>() : nullptr,
+                           bias ? bias->const_data_ptr<float>() : nullptr,
                            output.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
     return output;
   }
@@ -257,35 +250,14 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   return output;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
-    const at::Tensor& grad_output_arg, const at::Tensor& input_arg, const at::Tensor& weight_arg,
-    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-    std::array<bool, 3> output_mask) {
-  check_conv2d_backward_args(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups);
-  const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in the forward
-  const at::Tensor grad_output = grad_output_arg.contiguous();
-  const at::Tensor input = input_arg.contiguous();
-  const at::Tensor weight = weight_arg.contiguous();
-  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+namespace {
+
+// dx and/or dw by the tiled path (columns, GEMMs, col2im); an output not asked for is a placeholder.
+std::pair<at::Tensor, at::Tensor> tiled_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                                 const at::Tensor& weight, at::IntArrayRef stride,
+                                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                                 bool need_input, bool need_weight) {
   auto unused = [&] { return unrequested_output(input); };
-  const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
-  if (use_implicit_conv2d(input, geometry)) {  // no columns at all
-    at::Tensor grad_input =
-        need_input ? implicit_grad_input(grad_output, input, weight, stride, padding, dilation, groups) : unused();
-    at::Tensor grad_weight = need_weight ? at::empty_like(weight) : unused();
-    if (need_weight) {
-      implicit_conv2d_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
-                                         grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
-    }
-    return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
-  }
-  if (use_depthwise_path(input, weight, groups)) {
-    at::Tensor grad_input = need_input ? at::empty_like(input) : unused();
-    at::Tensor grad_weight = need_weight ? at::empty_like(weight) : unused();
-    conv2d_backward_depthwise(grad_output, input, weight, geometry, need_input ? grad_input : at::Tensor(),
-                              need_weight ? grad_weight : at::Tensor());
-    return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
-  }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups,
                                             int64_t(need_input) + int64_t(need_weight));
   const ConvGeometry& g = p.g;
@@ -341,8 +313,51 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   at::Tensor grad_weight = need_weight
       ? grad_weight_partials.sum(0).transpose(1, 2).contiguous().view(weight.sizes()).to(weight.scalar_type())
       : unused();
-  at::Tensor grad_bias = need_bias ? bias_gradient(grad_output) : unused();
-  return {grad_input, grad_weight, grad_bias};
+  return {grad_input, grad_weight};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
+    const at::Tensor& grad_output_arg, const at::Tensor& input_arg, const at::Tensor& weight_arg,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+    std::array<bool, 3> output_mask) {
+  check_conv2d_backward_args(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups);
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in the forward
+  const at::Tensor grad_output = grad_output_arg.contiguous();
+  const at::Tensor input = input_arg.contiguous();
+  const at::Tensor weight = weight_arg.contiguous();
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+  auto unused = [&] { return unrequested_output(input); };
+  const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
+  const bool implicit = use_implicit_conv2d(input, geometry);
+  // The implicit GEMM takes dx where stride 1 makes it a convolution it takes too, and dw where the input rows
+  // are read with step 1 (for stride 2 its even-lane loads cost more than the columns, measured).
+  const bool implicit_input = implicit && geometry.stride_h == 1 && geometry.stride_w == 1 &&
+                              use_implicit_conv2d(input, transposed_geometry(geometry, weight.size(0)));
+  const bool implicit_weight = implicit && geometry.stride_w == 1;
+  const bool other_input = need_input && !implicit_input, other_weight = need_weight && !implicit_weight;
+  at::Tensor grad_input = unused(), grad_weight = unused();
+  if (other_input || other_weight) {
+    if (use_depthwise_path(input, weight, groups)) {  // no columns either
+      if (other_input) grad_input = at::empty_like(input);
+      if (other_weight) grad_weight = at::empty_like(weight);
+      conv2d_backward_depthwise(grad_output, input, weight, geometry, other_input ? grad_input : at::Tensor(),
+                                other_weight ? grad_weight : at::Tensor());
+    } else {
+      std::tie(grad_input, grad_weight) = tiled_backward(grad_output, input, weight, stride, padding, dilation,
+                                                         groups, other_input, other_weight);
+    }
+  }
+  if (need_input && implicit_input) {
+    grad_input = implicit_grad_input(grad_output, input, weight, stride, padding, dilation, groups);
+  }
+  if (need_weight && implicit_weight) {
+    grad_weight = at::empty_like(weight);
+    implicit_conv2d_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
+                                       grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
+  }
+  return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
 }
 
 }  // namespace conv_ext::cpu

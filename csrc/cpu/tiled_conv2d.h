@@ -29,15 +29,19 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
                                const ConvGeometry& geometry, const at::Tensor& grad_input,
                                const at::Tensor& grad_weight);
 
-// Stride-1 convolutions with Wo == W in float32 where the AVX-512 GEMM is enabled: the implicit GEMM
-// (implicit_conv2d_avx512.cpp) reads the columns straight from the input. Contiguous (N, C, H, W) input and
-// (O, C/g, kh, kw) weight; writes the whole (N, O, Ho, Wo) output.
+// The implicit GEMM (implicit_conv2d_avx512.cpp): float32 where the AVX-512 GEMM is enabled, stride_w 1 or 2,
+// and either stride 1 with Wo == W or output rows that fill 3/4 of their vectors. It reads the columns straight
+// from the input. Contiguous (N, C, H, W) input and (O, C/g, kh, kw) weight; writes the whole (N, O, Ho, Wo)
+// output.
 bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& geometry);
 void implicit_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
                             const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
-// Its weight gradient: writes the whole (O, C/g, kh, kw) grad_weight (one writer per element: deterministic and
-// independent of the thread count).
+// Its weight gradient, for stride_w == 1: writes the whole (O, C/g, kh, kw) grad_weight (one writer per
+// element: deterministic and independent of the thread count).
 void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
                                         const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+// For stride 1, dx is the convolution of dy with the weight flipped in both taps and transposed within each
+// group (O/g <-> C/g), padded by d*(k-1) - p: its geometry (input dy, output dx).
+ConvGeometry transposed_geometry(const ConvGeometry& geometry, int64_t out_channels);
 
 }  // namespace conv_ext::cpu
