@@ -27,8 +27,8 @@ namespace {
 // Flat panels: consecutive output positions have consecutive origins (see above).
 bool flat_panels(const ConvGeometry& g) { return g.stride_h == 1 && g.stride_w == 1 && g.out_w == g.width; }
 
-// Whether row panels of `width` outputs fill at least 3/4 of their vectors' lanes (below that, the tiled path
-// does better).
+// Whether row panels of `width` outputs fill at least 3/4 of their vectors' lanes (a threshold, not a
+// measurement: below it, much of each vector's work would be wasted, and the tiled path runs instead).
 bool enough_lanes(int64_t width) { return 4 * width >= 3 * 16 * ((width + 15) / 16); }
 
 }  // namespace
