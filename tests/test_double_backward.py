@@ -103,13 +103,18 @@ def test_backward_op_gradcheck_for_each_output_mask(output_mask):
     assert torch.autograd.gradcheck(backward_op, (grad_output, input, weight))
 
 
-def test_backward_op_gradgradcheck():
-    """Triple backward of the convolution: the backward op's double backward."""
-    config = CONFIGS["strided-padded"]
+def backward_op_inputs(config):
+    """grad_output, input, weight (one sample, float64, all requiring grad) and the op's hyperparameters."""
     input, weight, _ = make_inputs(config, batch=1)
     args = op_arguments(config)
     grad_output = torch.randn(torch.ops.conv_ext.conv2d(input, weight, None, *args).shape, dtype=torch.float64,
                               requires_grad=True)
+    return grad_output, input, weight, args
+
+
+def test_backward_op_gradgradcheck():
+    """Triple backward of the convolution: the backward op's double backward."""
+    grad_output, input, weight, args = backward_op_inputs(CONFIGS["strided-padded"])
     assert torch.autograd.gradgradcheck(
         lambda gy, x, w: torch.ops.conv_ext.conv2d_backward(gy, x, w, *args, [True, True, True]),
         (grad_output, input, weight))
@@ -117,11 +122,7 @@ def test_backward_op_gradgradcheck():
 
 def test_backward_op_opcheck_with_grad():
     """opcheck with inputs that require grad: the double backward's registration and its fake/traced use."""
-    config = CONFIGS["mixed-groups"]
-    input, weight, _ = make_inputs(config, batch=1)
-    args = op_arguments(config)
-    grad_output = torch.randn(torch.ops.conv_ext.conv2d(input, weight, None, *args).shape, dtype=torch.float64,
-                              requires_grad=True)
+    grad_output, input, weight, args = backward_op_inputs(CONFIGS["mixed-groups"])
     torch.library.opcheck(torch.ops.conv_ext.conv2d_backward.default,
                           (grad_output, input, weight, *args, [True, True, True]))
 

@@ -64,7 +64,7 @@ using avx512::kCols;
 // The index tables of the implicit columns of one group (the same for every group and sample).
 struct ImplicitColumns {
   bool flat;  // panels over the flattened output, else along output rows
-  int64_t stride_w, taps, panels, panels_per_row;
+  int64_t stride_w, taps, panels_per_row, panels;
   std::vector<int64_t> offsets;     // per column row (c, i, j): its shift, offset(c, i, j) above
   std::vector<int32_t> tap_of_row;  // per column row: its tap i*kw + j
   // [panel * taps + tap]: per vector v (outputs [16v, 16v + 16) of the panel), the input lanes to load in bits
@@ -77,8 +77,8 @@ struct ImplicitColumns {
       : flat(flat_panels(g)),
         stride_w(g.stride_w),
         taps(g.kernel_h * g.kernel_w),
-        panels(flat ? (g.out_plane() + kCols - 1) / kCols : g.out_h * ((g.out_w + kCols - 1) / kCols)),
         panels_per_row((g.out_w + kCols - 1) / kCols),
+        panels(flat ? (g.out_plane() + kCols - 1) / kCols : g.out_h * panels_per_row),
         offsets(group_channels * taps),
         tap_of_row(group_channels * taps),
         load_lanes(panels * taps, 0),

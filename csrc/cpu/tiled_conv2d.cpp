@@ -180,9 +180,7 @@ StridedMatrix<const T> transposed(StridedMatrix<T> matrix) {
 // dx by the implicit GEMM, for stride 1: the convolution of dy with the flipped, group-transposed weight
 // (transposed_geometry): no column gradient, no col2im. The caller checks that the implicit GEMM takes it.
 at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                               int64_t groups) {
-  const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
+                               const ConvGeometry& g, int64_t groups) {
   const int64_t out_channels = weight.size(0);
   const at::Tensor flipped = weight.view({groups, out_channels / groups, g.channels / groups, g.kernel_h, g.kernel_w})
                                  .transpose(1, 2)
@@ -350,7 +348,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
     }
   }
   if (need_input && implicit_input) {
-    grad_input = implicit_grad_input(grad_output, input, weight, stride, padding, dilation, groups);
+    grad_input = implicit_grad_input(grad_output, input, weight, geometry, groups);
   }
   if (need_weight && implicit_weight) {
     grad_weight = at::empty_like(weight);
