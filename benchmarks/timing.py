@@ -15,7 +15,8 @@ def calibrated_timer(fn: Callable[[], object], device: str, target_seconds: floa
     """A Timer for fn and the call count that makes one measurement last about target_seconds."""
     fn()  # warm-up (first-call allocations, lazy initialisation)
     synchronize(device)
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})
+    # Timer runs on one thread unless told otherwise: measure on the threads torch is set to use.
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     estimate = timer.timeit(1).median
     number = max(1, int(target_seconds / max(estimate, 1e-7)))
     return timer, number
