@@ -1,11 +1,11 @@
 // The AVX-512 micro-kernel shared by the GEMM (gemm_avx512.cpp) and the implicit-GEMM convolution
 // (implicit_conv2d_avx512.cpp). Include only from x86-64 GCC/Clang translation units (CONV_EXT_X86_AVX512).
 //
-// It keeps a ROWS x 16*VECTORS block of C in registers: for each step p of the sum it loads row p of B (VECTORS
-// vectors of 16 floats, from a "row source") and, for each row r, broadcasts A[r][p] and does one FMA per
-// vector. A is read in place at any strides. The row source says where row p of B lies and which of its lanes
+// It keeps a ROWS x 16*VECTORS block of C in registers: for each step p of the sum, a row of B (VECTORS vectors
+// of 16 floats) and, for each row r, a broadcast of A[r][p] and one FMA per vector (fma_step). A is read in place
+// at any strides. A "row source" runs the sum over p: it knows where the rows of B lie and which of their lanes
 // exist: the rows of a dense matrix (DenseRows, in gemm_avx512.cpp) or the shifted input rows that are the
-// columns of a stride-1 convolution (ShiftedRows, in implicit_conv2d_avx512.cpp).
+// columns of a convolution, tap by tap (TapRows, in implicit_conv2d_avx512.cpp).
 #pragma once
 
 #include <immintrin.h>
@@ -17,6 +17,8 @@
 #define CONV_EXT_AVX512 __attribute__((target("avx512f,fma")))
 // The loops over the register block must unroll completely, or GCC keeps the sums in memory.
 #define CONV_EXT_UNROLL _Pragma("GCC unroll 16")
+// For the helpers that take the register block by reference: inlined, it stays in registers.
+#define CONV_EXT_AVX512_INLINE __attribute__((target("avx512f,fma"), always_inline)) inline
 
 namespace conv_ext::cpu::avx512 {
 
@@ -35,6 +37,16 @@ struct CBlock {
   __mmask16 lanes[2];
 };
 
+// One step of the sum: sum[r][v] += A[r][p] * b_row[v], with `a` at A[0][p].
+template <int ROWS, int VECTORS>
+CONV_EXT_AVX512_INLINE void fma_step(__m512 (&sum)[ROWS][VECTORS], const float* a, int64_t a_rs,
+                                     const __m512 (&b_row)[VECTORS]) {
+  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
+    const __m512 a_element = _mm512_set1_ps(a[r * a_rs]);
+    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) sum[r][v] = _mm512_fmadd_ps(a_element, b_row[v], sum[r][v]);
+  }
+}
+
 // C[0:ROWS, lanes] = or += A[0:ROWS, 0:depth] . B[0:depth, lanes]; without accumulate, plus row_bias[r] on row r.
 template <int ROWS, int VECTORS, typename RowSource>
 CONV_EXT_AVX512 void micro_kernel(int64_t depth, const float* a, int64_t a_rs, int64_t a_cs, const RowSource& b,
@@ -43,14 +55,7 @@ CONV_EXT_AVX512 void micro_kernel(int64_t depth, const float* a, int64_t a_rs, i
   CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
     CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) sum[r][v] = _mm512_setzero_ps();
   }
-  for (int64_t p = 0; p < depth; ++p, a += a_cs) {
-    __m512 b_row[VECTORS];
-    b.template load<VECTORS>(p, b_row);
-    CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-      const __m512 a_element = _mm512_set1_ps(a[r * a_rs]);
-      CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) sum[r][v] = _mm512_fmadd_ps(a_element, b_row[v], sum[r][v]);
-    }
-  }
+  b.template sum_into<ROWS, VECTORS>(depth, a, a_rs, a_cs, sum);
   // The C term, then the store of the lanes that exist.
   __m512 c_term[ROWS][VECTORS];
   CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {

@@ -26,11 +26,17 @@ struct DenseRows {
   int64_t ldb;
   __mmask16 last;
 
-  template <int VECTORS>
-  CONV_EXT_AVX512 void load(int64_t p, __m512* row) const {
-    const float* source = data + p * ldb;
-    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) {
-      row[v] = v == VECTORS - 1 ? _mm512_maskz_loadu_ps(last, source + 16 * v) : _mm512_loadu_ps(source + 16 * v);
+  // block += A[0:ROWS, 0:depth] . B[0:depth, lanes].
+  template <int ROWS, int VECTORS>
+  CONV_EXT_AVX512_INLINE void sum_into(int64_t depth, const float* a, int64_t a_rs, int64_t a_cs,
+                                       __m512 (&block)[ROWS][VECTORS]) const {
+    const float* source = data;
+    for (int64_t p = 0; p < depth; ++p, a += a_cs, source += ldb) {
+      __m512 row[VECTORS];
+      CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) {
+        row[v] = v == VECTORS - 1 ? _mm512_maskz_loadu_ps(last, source + 16 * v) : _mm512_loadu_ps(source + 16 * v);
+      }
+      avx512::fma_step<ROWS, VECTORS>(block, a, a_rs, row);
     }
   }
 };

@@ -6,7 +6,8 @@
 // from the position's own origin oh*s_h*W + ow*s_w. The micro-kernel loads those runs straight from the input,
 // 16 outputs per vector (step 1: one masked load; step 2: two masked loads and a permute that keeps the even
 // lanes), with a lane mask per block of outputs ("panel") and per tap: the lanes whose tap lies inside the image
-// read it, the others read zero.
+// read it, the others read zero. The forward sums tap by tap (TapRows), channels innermost: a tap's shift and
+// mask are set once for all its channels, and a tap that lies outside the image for the whole panel is skipped.
 //
 // Panels: with stride 1 and Wo == W ('same' padding in width), consecutive output positions q = oh*W + ow have
 // consecutive origins, across output rows too, so a panel is any 32 consecutive positions ("flat" panels, no
@@ -65,6 +66,8 @@ using avx512::kCols;
 struct ImplicitColumns {
   bool flat;  // panels over the flattened output, else along output rows
   int64_t stride_w, taps, panels_per_row, panels;
+  int64_t group_channels, plane;    // input channels per group; H*W
+  std::vector<int64_t> tap_offsets; // per tap i*kw + j: offset(0, i, j) above
   std::vector<int64_t> offsets;     // per column row (c, i, j): its shift, offset(c, i, j) above
   std::vector<int32_t> tap_of_row;  // per column row: its tap i*kw + j
   // [panel * taps + tap]: per vector v (outputs [16v, 16v + 16) of the panel), the input lanes to load in bits
@@ -79,6 +82,9 @@ struct ImplicitColumns {
         taps(g.kernel_h * g.kernel_w),
         panels_per_row((g.out_w + kCols - 1) / kCols),
         panels(flat ? (g.out_plane() + kCols - 1) / kCols : g.out_h * panels_per_row),
+        group_channels(group_channels),
+        plane(g.height * g.width),
+        tap_offsets(taps),
         offsets(group_channels * taps),
         tap_of_row(group_channels * taps),
         load_lanes(panels * taps, 0),
@@ -91,14 +97,14 @@ struct ImplicitColumns {
       input_offset[panel] = flat ? panel * kCols : oh * g.stride_h * g.width + ow * g.stride_w;
       width[panel] = std::min(kCols, (flat ? g.out_plane() : (oh + 1) * g.out_w) - output_offset[panel]);
     }
-    for (int64_t c = 0; c < group_channels; ++c) {
-      for (int64_t i = 0; i < g.kernel_h; ++i) {
-        for (int64_t j = 0; j < g.kernel_w; ++j) {
-          const int64_t row = (c * g.kernel_h + i) * g.kernel_w + j;
-          offsets[row] = c * g.height * g.width + (i * g.dilation_h - g.pad_h) * g.width + (j * g.dilation_w - g.pad_w);
-          tap_of_row[row] = static_cast<int32_t>(i * g.kernel_w + j);
-        }
+    for (int64_t i = 0; i < g.kernel_h; ++i) {
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
+        tap_offsets[i * g.kernel_w + j] = (i * g.dilation_h - g.pad_h) * g.width + (j * g.dilation_w - g.pad_w);
       }
+    }
+    for (int64_t row = 0; row < group_channels * taps; ++row) {
+      tap_of_row[row] = static_cast<int32_t>(row % taps);
+      offsets[row] = row / taps * plane + tap_offsets[row % taps];
     }
     // One writer per panel: built in parallel (positions x taps entries; large images have many).
     at::parallel_for(0, panels, 16, [&](int64_t begin, int64_t end) {
@@ -119,37 +125,79 @@ struct ImplicitColumns {
   }
 };
 
-// The 16 outputs of one vector of column row `row`: input lanes from `source` (step STEP) under the vector's 32
-// bits of load lanes. Lanes outside the mask are neither read nor faulted on: the run may start before the plane.
+// The masks of the loads of one vector's run (STEP loads of 16 input lanes), from its 32 bits of load lanes.
 template <int STEP>
-CONV_EXT_AVX512 inline __m512 load_run(const float* source, uint32_t lanes) {
+struct RunMask {
+  __mmask16 load[STEP];
+};
+
+template <int STEP>
+CONV_EXT_AVX512_INLINE RunMask<STEP> run_mask(uint32_t lanes) {
+  RunMask<STEP> mask;
+  for (int s = 0; s < STEP; ++s) mask.load[s] = __mmask16(lanes >> (16 * s));
+  return mask;
+}
+
+// The 16 outputs of one vector of a column row: input lanes from `source` (step STEP) under the vector's load
+// masks. Lanes outside the masks are neither read nor faulted on: the run may start before the plane.
+template <int STEP>
+CONV_EXT_AVX512_INLINE __m512 load_run(const float* source, const RunMask<STEP>& mask) {
   if constexpr (STEP == 1) {
-    return _mm512_maskz_loadu_ps(__mmask16(lanes), source);
+    return _mm512_maskz_loadu_ps(mask.load[0], source);
   } else {
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512 low = _mm512_maskz_loadu_ps(__mmask16(lanes), source);
-    const __m512 high = _mm512_maskz_loadu_ps(__mmask16(lanes >> 16), source + 16);
+    const __m512 low = _mm512_maskz_loadu_ps(mask.load[0], source);
+    const __m512 high = _mm512_maskz_loadu_ps(mask.load[1], source + 16);
     return _mm512_permutex2var_ps(low, even, high);
   }
 }
 
-// Row p of a panel's columns, for the micro-kernel: origin + offsets[p], lanes load_lanes[taps[p]].
+// A panel's columns for the micro-kernel, in the order (tap, channel): step p = tap * group_channels + c of the
+// sum reads the run at origin + tap_offsets[tap] + c * plane under the tap's lanes. A is the weight packed in the
+// same order (pack_weight).
 template <int STEP>
-struct ShiftedRows {
+struct TapRows {
   const float* origin;         // the group's first input plane, at the panel's origin
-  const int64_t* offsets;      // ImplicitColumns::offsets
-  const int32_t* taps;         // ImplicitColumns::tap_of_row
+  const ImplicitColumns& columns;
   const uint64_t* load_lanes;  // ImplicitColumns::load_lanes of this panel
 
-  template <int VECTORS>
-  CONV_EXT_AVX512 void load(int64_t p, __m512* row) const {
-    const uint64_t lanes = load_lanes[taps[p]];
-    const float* source = origin + offsets[p];
-    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) {
-      row[v] = load_run<STEP>(source + 16 * STEP * v, uint32_t(lanes >> (32 * v)));
+  template <int ROWS, int VECTORS>
+  CONV_EXT_AVX512_INLINE void sum_into(int64_t, const float* a, int64_t a_rs, int64_t a_cs,
+                                       __m512 (&block)[ROWS][VECTORS]) const {
+    const int64_t channels = columns.group_channels, plane = columns.plane;
+    for (int64_t tap = 0; tap < columns.taps; ++tap, a += channels * a_cs) {
+      const uint64_t lanes = load_lanes[tap];
+      if (lanes == 0) continue;  // outside the image for every output of the panel: adds zero
+      const float* source = origin + columns.tap_offsets[tap];
+      RunMask<STEP> mask[VECTORS];
+      CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) mask[v] = run_mask<STEP>(uint32_t(lanes >> (32 * v)));
+      for (int64_t c = 0; c < channels; ++c, source += plane) {
+        __m512 row[VECTORS];
+        CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) row[v] = load_run<STEP>(source + 16 * STEP * v, mask[v]);
+        avx512::fma_step<ROWS, VECTORS>(block, a + c * a_cs, a_rs, row);
+      }
     }
   }
 };
+
+// The weight (O, C/g, kh, kw) as [group][tap][c][o]: the order of TapRows' sum, with the ROWS weights of one
+// step of the micro-kernel side by side.
+std::vector<float> pack_weight(const float* weight, int64_t groups, int64_t out_channels, int64_t group_channels,
+                               int64_t taps) {
+  const int64_t group_out = out_channels / groups;
+  std::vector<float> packed(static_cast<size_t>(out_channels * group_channels * taps));
+  for (int64_t group = 0; group < groups; ++group) {
+    for (int64_t o = 0; o < group_out; ++o) {
+      for (int64_t c = 0; c < group_channels; ++c) {
+        for (int64_t tap = 0; tap < taps; ++tap) {
+          packed[((group * taps + tap) * group_channels + c) * group_out + o] =
+              weight[((group * group_out + o) * group_channels + c) * taps + tap];
+        }
+      }
+    }
+  }
+  return packed;
+}
 
 // The sum of a vector's 16 lanes, as a tree of in-register adds (the same order every time). The shuffles are
 // the masked forms with every lane set: GCC 12's plain forms (and _mm512_reduce_add_ps) start from an
@@ -211,7 +259,7 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
         }
         CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) {
           const __m512 x_row =
-              load_run<1>(origin + shift[s] + 16 * v, uint32_t(lanes[tap[s]] >> (32 * v)));
+              load_run<1>(origin + shift[s] + 16 * v, run_mask<1>(uint32_t(lanes[tap[s]] >> (32 * v))));
           CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) sum[r][s] = _mm512_fmadd_ps(dy_row[r], x_row, sum[r][s]);
         }
       }
@@ -228,6 +276,7 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
   }
 }
 
+// `weight` packed by pack_weight.
 template <int STEP>
 void forward_panels(const float* input, const float* weight, const float* bias, float* output, const ConvGeometry& g,
              int64_t groups, int64_t out_channels, const ImplicitColumns& columns) {
@@ -238,10 +287,10 @@ void forward_panels(const float* input, const float* weight, const float* bias, 
   at::parallel_for(0, g.batch * groups * panels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t panel = task % panels, group = (task / panels) % groups, n = task / (panels * groups);
-      const ShiftedRows<STEP> rows{
+      const TapRows<STEP> rows{
           input + (n * g.channels + group * group_channels) * g.height * g.width + columns.input_offset[panel],
-          columns.offsets.data(), columns.tap_of_row.data(), columns.load_lanes.data() + panel * columns.taps};
-      const StridedMatrix<const float> group_weight{weight + group * group_out * depth, depth, 1};
+          columns, columns.load_lanes.data() + panel * columns.taps};
+      const StridedMatrix<const float> group_weight{weight + group * group_out * depth, 1, group_out};
       const avx512::CBlock c{
           output + (n * out_channels + group * group_out) * g.out_plane() + columns.output_offset[panel],
           g.out_plane(), {}};
@@ -291,10 +340,11 @@ void implicit_conv2d_avx512(const float* input, const float* weight, const float
                             const ConvGeometry& g, int64_t groups, int64_t out_channels) {
   if (g.batch == 0 || g.out_plane() == 0) return;
   const ImplicitColumns columns(g, g.channels / groups);
+  const std::vector<float> packed = pack_weight(weight, groups, out_channels, g.channels / groups, columns.taps);
   if (g.stride_w == 1) {
-    forward_panels<1>(input, weight, bias, output, g, groups, out_channels, columns);
+    forward_panels<1>(input, packed.data(), bias, output, g, groups, out_channels, columns);
   } else {
-    forward_panels<2>(input, weight, bias, output, g, groups, out_channels, columns);
+    forward_panels<2>(input, packed.data(), bias, output, g, groups, out_channels, columns);
   }
 }
 
