@@ -57,6 +57,17 @@ EDGES = [
     replace(BASE, name="rows-stride2-depthwise", in_channels=5, out_channels=5, groups=5, size=(6, 30), stride=2,
             padding=1),
     replace(BASE, name="rows-stride2-pointwise", kernel=1, size=(4, 32), stride=2),
+    # dw with the output channels in the lanes (stride_w > 1, >= 16 output channels per group): K = 27 = 3 * 8 + 2
+    # + 1 rows, 17 lanes (a second vector of one lane).
+    replace(BASE, name="padded-dw-tails", in_channels=3, out_channels=17, size=(9, 11), stride=2, padding=1),
+    # Two groups of 20 (16 + 4 lanes), stride 2 in width only, dilation in height, no padding in width.
+    replace(BASE, name="padded-dw-groups", in_channels=4, out_channels=40, groups=2, size=(9, 13), stride=(1, 2),
+            dilation=(2, 1), padding=(2, 0)),
+    # No padding (the input is read in place), 48 lanes (a 32-lane chunk and a 16-lane one), stride 3.
+    replace(BASE, name="padded-dw-unpadded", in_channels=2, out_channels=48, size=(10, 10), stride=3),
+    # 25 samples of ~87 KB: three passes of samples (short sums per sample, to stay within the tolerance).
+    replace(BASE, name="padded-dw-passes", batch=25, in_channels=64, out_channels=16, size=(16, 16), stride=2,
+            padding=1),
 ]
 
 
@@ -71,19 +82,22 @@ def test_kernel_edges_match_torch(backend, case, bias):
 # Samples over 1 MiB: the implicit dw sums them in blocks of panels, one block after another. (4 + 5) x 40,000
 # floats with 'same' padding (flat panels); 'valid' padding on 300 x 302 (row panels: Wo != W; dx then runs the
 # implicit GEMM on row panels too).
-LARGE_SAMPLES = {"flat-panels": ((200, 200), 1, (200, 200)), "row-panels": ((300, 302), 0, (298, 300))}
+# Stride 2 with 16 output channels: the padded dw (a 1.5 MB padded sample) sums it in passes of output rows.
+LARGE_SAMPLES = {"flat-panels": ((200, 200), 1, (200, 200), 1, 5), "row-panels": ((300, 302), 0, (298, 300), 1, 5),
+                 "padded-dw-rows": ((300, 302), 1, (150, 151), 2, 16)}
 
 
 @backends
-@pytest.mark.parametrize("size, padding, out_size", list(LARGE_SAMPLES.values()), ids=list(LARGE_SAMPLES))
-def test_dw_over_blocks_of_panels_stays_at_float32_rounding(backend, size, padding, out_size):
-    """Sums of ~40,000-90,000 products: compared with float64 (float32 torch itself is off by ~7e-6 of the
+@pytest.mark.parametrize("size, padding, out_size, stride, out_channels", list(LARGE_SAMPLES.values()),
+                         ids=list(LARGE_SAMPLES))
+def test_dw_over_blocks_of_panels_stays_at_float32_rounding(backend, size, padding, out_size, stride, out_channels):
+    """Sums of ~20,000-90,000 products: compared with float64 (float32 torch itself is off by ~7e-6 of the
     largest entry)."""
     generator = torch.Generator().manual_seed(0)
     input = torch.randn(1, 4, *size, generator=generator, dtype=torch.float64)
-    weight = torch.randn(5, 4, 3, 3, generator=generator, dtype=torch.float64)
-    grad_output = torch.randn(1, 5, *out_size, generator=generator, dtype=torch.float64)
-    args = ([1, 1], [padding, padding], [1, 1], 1, [True, True, False])
+    weight = torch.randn(out_channels, 4, 3, 3, generator=generator, dtype=torch.float64)
+    grad_output = torch.randn(1, out_channels, *out_size, generator=generator, dtype=torch.float64)
+    args = ([stride, stride], [padding, padding], [1, 1], 1, [True, True, False])
     expected = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, *args)
     with BACKENDS[backend]():
         got = torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(), *args)

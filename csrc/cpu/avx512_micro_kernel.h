@@ -37,26 +37,27 @@ struct CBlock {
   __mmask16 lanes[2];
 };
 
-// One step of the sum: sum[r][v] += A[r][p] * b_row[v], with `a` at A[0][p].
-template <int ROWS, int VECTORS>
-CONV_EXT_AVX512_INLINE void fma_step(__m512 (&sum)[ROWS][VECTORS], const float* a, int64_t a_rs,
+// One step p of the sum: sum[r][v] += A[r][p] * b_row[v], with a_column(r) = A[r][p].
+template <int ROWS, int VECTORS, typename AColumn>
+CONV_EXT_AVX512_INLINE void fma_step(__m512 (&sum)[ROWS][VECTORS], const AColumn& a_column,
                                      const __m512 (&b_row)[VECTORS]) {
   CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-    const __m512 a_element = _mm512_set1_ps(a[r * a_rs]);
+    const __m512 a_element = _mm512_set1_ps(a_column(r));
     CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) sum[r][v] = _mm512_fmadd_ps(a_element, b_row[v], sum[r][v]);
   }
 }
 
-// C[0:ROWS, lanes] = or += A[0:ROWS, 0:depth] . B[0:depth, lanes]; without accumulate, plus row_bias[r] on row r.
-template <int ROWS, int VECTORS, typename RowSource>
-CONV_EXT_AVX512 void micro_kernel(int64_t depth, const float* a, int64_t a_rs, int64_t a_cs, const RowSource& b,
-                                  const CBlock& c, bool accumulate, const float* row_bias) {
-  __m512 sum[ROWS][VECTORS];
-  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) sum[r][v] = _mm512_setzero_ps();
-  }
-  b.template sum_into<ROWS, VECTORS>(depth, a, a_rs, a_cs, sum);
-  // The C term, then the store of the lanes that exist.
+// The same step with A strided: `a` at A[0][p], rows a_rs apart.
+template <int ROWS, int VECTORS>
+CONV_EXT_AVX512_INLINE void fma_step(__m512 (&sum)[ROWS][VECTORS], const float* a, int64_t a_rs,
+                                     const __m512 (&b_row)[VECTORS]) {
+  fma_step<ROWS, VECTORS>(sum, [a, a_rs](int r) { return a[r * a_rs]; }, b_row);
+}
+
+// C[0:ROWS, lanes] = sum + (accumulate ? C : row_bias ? row_bias[r] : 0), stored on the lanes that exist.
+template <int ROWS, int VECTORS>
+CONV_EXT_AVX512_INLINE void store_block(const __m512 (&sum)[ROWS][VECTORS], const CBlock& c, bool accumulate,
+                                        const float* row_bias) {
   __m512 c_term[ROWS][VECTORS];
   CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
     CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) {
@@ -70,6 +71,18 @@ CONV_EXT_AVX512 void micro_kernel(int64_t depth, const float* a, int64_t a_rs, i
       _mm512_mask_storeu_ps(c.data + r * c.ldc + 16 * v, c.lanes[v], _mm512_add_ps(sum[r][v], c_term[r][v]));
     }
   }
+}
+
+// C[0:ROWS, lanes] = or += A[0:ROWS, 0:depth] . B[0:depth, lanes]; without accumulate, plus row_bias[r] on row r.
+template <int ROWS, int VECTORS, typename RowSource>
+CONV_EXT_AVX512 void micro_kernel(int64_t depth, const float* a, int64_t a_rs, int64_t a_cs, const RowSource& b,
+                                  const CBlock& c, bool accumulate, const float* row_bias) {
+  __m512 sum[ROWS][VECTORS];
+  CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
+    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) sum[r][v] = _mm512_setzero_ps();
+  }
+  b.template sum_into<ROWS, VECTORS>(depth, a, a_rs, a_cs, sum);
+  store_block<ROWS, VECTORS>(sum, c, accumulate, row_bias);
 }
 
 // One column panel of C (up to 16*VECTORS columns) over all m rows: blocks of 8 rows, then 4, 2, 1.

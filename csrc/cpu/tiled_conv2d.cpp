@@ -333,8 +333,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   // are read with step 1 (for stride 2 its even-lane loads cost more than the columns, measured).
   const bool implicit_input = implicit && geometry.stride_h == 1 && geometry.stride_w == 1 &&
                               use_implicit_conv2d(input, transposed_geometry(geometry, weight.size(0)));
-  const bool implicit_weight = implicit && geometry.stride_w == 1;
-  const bool other_input = need_input && !implicit_input, other_weight = need_weight && !implicit_weight;
+  const bool padded_weight = use_padded_grad_weight(input, geometry, weight.size(0) / groups);
+  const bool implicit_weight = !padded_weight && implicit && geometry.stride_w == 1;
+  const bool other_input = need_input && !implicit_input;
+  const bool other_weight = need_weight && !implicit_weight && !padded_weight;
   at::Tensor grad_input = unused(), grad_weight = unused();
   if (other_input || other_weight) {
     if (use_depthwise_path(input, weight, groups)) {  // no columns either
@@ -349,6 +351,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   }
   if (need_input && implicit_input) {
     grad_input = implicit_grad_input(grad_output, input, weight, geometry, groups);
+  }
+  if (need_weight && padded_weight) {
+    grad_weight = at::empty_like(weight);
+    padded_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
+                              grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
   }
   if (need_weight && implicit_weight) {
     grad_weight = at::empty_like(weight);
