@@ -39,6 +39,23 @@ bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& g) {
   return flat_panels(g) || enough_lanes(g.out_w);
 }
 
+std::vector<float> pack_weight_tap_major(const float* weight, int64_t groups, int64_t out_channels,
+                                         int64_t group_channels, int64_t taps) {
+  const int64_t group_out = out_channels / groups;
+  std::vector<float> packed(static_cast<size_t>(out_channels * group_channels * taps));
+  for (int64_t group = 0; group < groups; ++group) {
+    for (int64_t o = 0; o < group_out; ++o) {
+      for (int64_t c = 0; c < group_channels; ++c) {
+        for (int64_t tap = 0; tap < taps; ++tap) {
+          packed[((group * taps + tap) * group_channels + c) * group_out + o] =
+              weight[((group * group_out + o) * group_channels + c) * taps + tap];
+        }
+      }
+    }
+  }
+  return packed;
+}
+
 ConvGeometry transposed_geometry(const ConvGeometry& g, int64_t out_channels) {
   ConvGeometry t = g;
   t.channels = out_channels;
@@ -154,7 +171,7 @@ CONV_EXT_AVX512_INLINE __m512 load_run(const float* source, const RunMask<STEP>&
 
 // A panel's columns for the micro-kernel, in the order (tap, channel): step p = tap * group_channels + c of the
 // sum reads the run at origin + tap_offsets[tap] + c * plane under the tap's lanes. A is the weight packed in the
-// same order (pack_weight).
+// same order (pack_weight_tap_major).
 template <int STEP>
 struct TapRows {
   const float* origin;         // the group's first input plane, at the panel's origin
@@ -180,24 +197,6 @@ struct TapRows {
   }
 };
 
-// The weight (O, C/g, kh, kw) as [group][tap][c][o]: the order of TapRows' sum, with the ROWS weights of one
-// step of the micro-kernel side by side.
-std::vector<float> pack_weight(const float* weight, int64_t groups, int64_t out_channels, int64_t group_channels,
-                               int64_t taps) {
-  const int64_t group_out = out_channels / groups;
-  std::vector<float> packed(static_cast<size_t>(out_channels * group_channels * taps));
-  for (int64_t group = 0; group < groups; ++group) {
-    for (int64_t o = 0; o < group_out; ++o) {
-      for (int64_t c = 0; c < group_channels; ++c) {
-        for (int64_t tap = 0; tap < taps; ++tap) {
-          packed[((group * taps + tap) * group_channels + c) * group_out + o] =
-              weight[((group * group_out + o) * group_channels + c) * taps + tap];
-        }
-      }
-    }
-  }
-  return packed;
-}
 
 // The sum of a vector's 16 lanes, as a tree of in-register adds (the same order every time). The shuffles are
 // the masked forms with every lane set: GCC 12's plain forms (and _mm512_reduce_add_ps) start from an
@@ -276,7 +275,7 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
   }
 }
 
-// `weight` packed by pack_weight.
+// `weight` packed by pack_weight_tap_major.
 template <int STEP>
 void forward_panels(const float* input, const float* weight, const float* bias, float* output, const ConvGeometry& g,
              int64_t groups, int64_t out_channels, const ImplicitColumns& columns) {
@@ -340,7 +339,7 @@ void implicit_conv2d_avx512(const float* input, const float* weight, const float
                             const ConvGeometry& g, int64_t groups, int64_t out_channels) {
   if (g.batch == 0 || g.out_plane() == 0) return;
   const ImplicitColumns columns(g, g.channels / groups);
-  const std::vector<float> packed = pack_weight(weight, groups, out_channels, g.channels / groups, columns.taps);
+  const std::vector<float> packed = pack_weight_tap_major(weight, groups, out_channels, g.channels / groups, columns.taps);
   if (g.stride_w == 1) {
     forward_panels<1>(input, packed.data(), bias, output, g, groups, out_channels, columns);
   } else {

@@ -208,6 +208,13 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   // The kernels index the bias as a plain array.
   const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
+  if (use_padded_conv2d(input, geometry, weight.size(0) / groups)) {  // no columns either
+    at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
+    padded_conv2d_avx512(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
+                         bias ? bias->const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>(), geometry,
+                         groups, weight.size(0));
+    return output;
+  }
   if (use_implicit_conv2d(input, geometry)) {  // no columns at all
     at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
     implicit_conv2d_avx512(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),

@@ -6,6 +6,7 @@
 #include <array>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "../im2col.h"
 
@@ -40,13 +41,20 @@ void implicit_conv2d_avx512(const float* input, const float* weight, const float
 // element: deterministic and independent of the thread count).
 void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
                                         const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
-// The weight gradient with the output channels in the vector lanes (padded_grad_weight_avx512.cpp): any stride,
-// padding and dilation; used for float32 with the AVX-512 GEMM where stride_w > 1 (the implicit GEMM's dw does not
-// apply) and a group has at least 16 output channels. Writes the whole (O, C/g, kh, kw) grad_weight (one writer
-// per element, as above).
+// The forward and the weight gradient with the output channels in the vector lanes (padded_conv2d_avx512.cpp):
+// any stride, padding and dilation; used for float32 with the AVX-512 GEMM where stride_w > 1 and a group has at
+// least 16 output channels. The forward writes the whole output; the weight gradient the whole (O, C/g, kh, kw)
+// grad_weight (one writer per element, as above).
+bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
+void padded_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
+                          const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 bool use_padded_grad_weight(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
 void padded_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
                                const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+// The weight (O, C/g, kh, kw) as [group][tap][c][o]: the sums of the implicit GEMM and of the padded forward run
+// tap by tap, channels inside, with the output channels of one step side by side.
+std::vector<float> pack_weight_tap_major(const float* weight, int64_t groups, int64_t out_channels,
+                                         int64_t group_channels, int64_t taps);
 // For stride 1, dx is the convolution of dy with the weight flipped in both taps and transposed within each
 // group (O/g <-> C/g), padded by d*(k-1) - p: its geometry (input dy, output dx).
 ConvGeometry transposed_geometry(const ConvGeometry& geometry, int64_t out_channels);

@@ -1,5 +1,12 @@
-// The weight gradient in float32 with AVX-512, as a GEMM with the output channels in the vector lanes:
+// Convolutions in float32 with AVX-512 as GEMMs with the output channels in the vector lanes, reading the columns
+// as broadcasts from a zero-padded copy of the input (for stride_w > 1, where the implicit GEMM's lanes along the
+// output positions would need even-lane permutes).
 //
+// The forward: out^T[q][o] = sum over k of columns[k][q] * W^T[k][o], in the order k = (tap, c) of
+// pack_weight_tap_major: for 8 output positions along a row (rows of A, s_w apart in the padded row) and 32 output
+// channels (lanes, the packed weight's rows), one output row of a sample at a time, transposed into the output.
+//
+// The weight gradient:
 //   dw^T[k][o] = sum over samples n and output positions q of columns[k][n, q] * dy^T[n, q][o],   k = (c, i, j)
 //
 // On a copy of the input padded with zeros by (p_h, p_w) (planes of Hp x Wp), column row k at output (oh, ow) is
@@ -18,6 +25,11 @@
 #include "tiled_conv2d.h"
 
 namespace conv_ext::cpu {
+
+bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& g, int64_t group_out) {
+  // Below 16 output channels per group most of each vector's lanes would be idle.
+  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && g.stride_w != 1 && group_out >= 16;
+}
 
 bool use_padded_grad_weight(const at::Tensor& input, const ConvGeometry& g, int64_t group_out) {
   // Where the implicit GEMM's dw applies (stride_w 1) it measured as fast or faster (seed-conv2, dilated, grouped,
@@ -87,8 +99,10 @@ CONV_EXT_AVX512 void transpose_16x16(__m512 (&r)[16]) {
   }
 }
 
-// to[q * rows + o] = from[o * cols + q]: a (rows, cols) plane transposed, in blocks of 16 x 16.
-CONV_EXT_AVX512 void transpose_plane(const float* from, float* to, int64_t rows, int64_t cols) {
+// to[q * to_stride + o] = from[o * from_stride + q] (+ to_row_bias[q]) for o < rows, q < cols: a matrix
+// transposed in blocks of 16 x 16.
+CONV_EXT_AVX512 void transpose_plane(const float* from, int64_t from_stride, float* to, int64_t to_stride,
+                                     int64_t rows, int64_t cols, const float* to_row_bias) {
   for (int64_t o0 = 0; o0 < rows; o0 += 16) {
     const int64_t block_rows = std::min<int64_t>(16, rows - o0);
     for (int64_t q0 = 0; q0 < cols; q0 += 16) {
@@ -96,37 +110,72 @@ CONV_EXT_AVX512 void transpose_plane(const float* from, float* to, int64_t rows,
       const __mmask16 row_lanes = avx512::first_lanes(block_cols), col_lanes = avx512::first_lanes(block_rows);
       __m512 r[16];
       CONV_EXT_UNROLL for (int i = 0; i < 16; ++i) {
-        r[i] = i < block_rows ? _mm512_maskz_loadu_ps(row_lanes, from + (o0 + i) * cols + q0) : _mm512_setzero_ps();
+        r[i] = i < block_rows ? _mm512_maskz_loadu_ps(row_lanes, from + (o0 + i) * from_stride + q0)
+                              : _mm512_setzero_ps();
       }
       transpose_16x16(r);
       CONV_EXT_UNROLL for (int i = 0; i < 16; ++i) {
-        if (i < block_cols) _mm512_mask_storeu_ps(to + (q0 + i) * rows + o0, col_lanes, r[i]);
+        if (i >= block_cols) continue;
+        if (to_row_bias) r[i] = _mm512_add_ps(r[i], _mm512_set1_ps(to_row_bias[q0 + i]));
+        _mm512_mask_storeu_ps(to + (q0 + i) * to_stride + o0, col_lanes, r[i]);
       }
     }
   }
 }
 
-// Samples [n0, n0 + count) of the input, padded, into `padded`; their dy transposed to [q][o] into `transposed`.
-void prepare_samples(const float* input, const float* grad_output, const ConvGeometry& g, int64_t out_channels,
-                     const PaddedLayout& layout, int64_t n0, int64_t count, float* padded, float* transposed) {
-  const int64_t positions = g.out_plane(), plane = g.height * g.width;
-  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t s = begin; s < end; ++s) {
-      if (layout.copy) {
-        for (int64_t c = 0; c < g.channels; ++c) {
-          float* to = padded + s * layout.sample + c * layout.plane;
-          const float* from = input + ((n0 + s) * g.channels + c) * plane;
-          std::fill(to, to + layout.plane, 0.0f);
-          for (int64_t h = 0; h < g.height; ++h) {
-            std::copy(from + h * g.width, from + (h + 1) * g.width, to + (h + g.pad_h) * layout.width + g.pad_w);
-          }
-        }
+// The input's samples [n0, n0 + count), padded, into `padded` (nothing to do when the layout has no padding).
+void pad_samples(const float* input, const ConvGeometry& g, const PaddedLayout& layout, int64_t n0, int64_t count,
+                 float* padded) {
+  if (!layout.copy) return;
+  const int64_t plane = g.height * g.width;
+  at::parallel_for(0, count * g.channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t sc = begin; sc < end; ++sc) {  // (sample, channel)
+      float* to = padded + sc * layout.plane;
+      const float* from = input + (n0 * g.channels + sc) * plane;
+      std::fill(to, to + layout.plane, 0.0f);
+      for (int64_t h = 0; h < g.height; ++h) {
+        std::copy(from + h * g.width, from + (h + 1) * g.width, to + (h + g.pad_h) * layout.width + g.pad_w);
       }
-      transpose_plane(grad_output + (n0 + s) * out_channels * positions, transposed + s * positions * out_channels,
-                      out_channels, positions);
     }
   });
 }
+
+// Samples [n0, n0 + count) of the input, padded, into `padded`; their dy transposed to [q][o] into `transposed`.
+void prepare_samples(const float* input, const float* grad_output, const ConvGeometry& g, int64_t out_channels,
+                     const PaddedLayout& layout, int64_t n0, int64_t count, float* padded, float* transposed) {
+  pad_samples(input, g, layout, n0, count, padded);
+  const int64_t positions = g.out_plane();
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      transpose_plane(grad_output + (n0 + s) * out_channels * positions, positions,
+                      transposed + s * positions * out_channels, out_channels, out_channels, positions, nullptr);
+    }
+  });
+}
+
+// The forward's row source: B's rows are the packed weight's rows [k][o0, o0 + 32) in the order (tap, c); A's
+// step k for the micro-kernel's rows (output positions) is the padded input at a + tap_offsets[tap] + c * plane.
+struct PaddedTaps {
+  const float* weight;  // packed weight of the group, at lane o0
+  int64_t group_out;    // its row length
+  __mmask16 lanes[2];
+  const int64_t* tap_offsets;
+  int64_t taps, channels, plane;
+
+  template <int ROWS, int VECTORS>
+  CONV_EXT_AVX512_INLINE void sum_into(int64_t, const float* a, int64_t a_rs, int64_t,
+                                       __m512 (&block)[ROWS][VECTORS]) const {
+    const float* b = weight;
+    for (int64_t tap = 0; tap < taps; ++tap) {
+      const float* x = a + tap_offsets[tap];
+      for (int64_t c = 0; c < channels; ++c, x += plane, b += group_out) {
+        __m512 row[VECTORS];
+        CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) row[v] = _mm512_maskz_loadu_ps(lanes[v], b + 16 * v);
+        avx512::fma_step<ROWS, VECTORS>(block, x, a_rs, row);
+      }
+    }
+  }
+};
 
 // C (ROWS rows of dw^T from k0, 16*VECTORS lanes from o0 of dw^T's row) += the pass's sum. `row_offsets`: each
 // row's offset(k) in the padded input, group included.
@@ -194,6 +243,45 @@ CONV_EXT_AVX512 void run_task(const Task& task, const Pass& pass, const ConvGeom
 
 }  // namespace
 
+void padded_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
+                          const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+  const int64_t group_out = out_channels / groups, group_channels = g.channels / groups;
+  const int64_t taps = g.kernel_h * g.kernel_w, depth = group_channels * taps, positions = g.out_plane();
+  if (g.batch == 0 || positions == 0) return;
+  const PaddedLayout layout(g);
+  std::vector<float> padded(layout.copy ? static_cast<size_t>(g.batch * layout.sample) : 0);
+  pad_samples(input, g, layout, 0, g.batch, padded.data());
+  const float* x = layout.copy ? padded.data() : input;
+  const std::vector<float> packed = pack_weight_tap_major(weight, groups, out_channels, group_channels, taps);
+  std::vector<int64_t> tap_offsets(static_cast<size_t>(taps));
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    tap_offsets[tap] = tap / g.kernel_w * g.dilation_h * layout.width + tap % g.kernel_w * g.dilation_w;
+  }
+  // Tasks: (sample, group, output row); each computes out^T for the row, then transposes it into the output.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(g.out_w * group_out * depth, 1));
+  at::parallel_for(0, g.batch * groups * g.out_h, grain, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> row_t;  // out^T of one output row: [ow][o]
+    row_t.resize(static_cast<size_t>(g.out_w * group_out));
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t oh = task % g.out_h, group = task / g.out_h % groups, n = task / (g.out_h * groups);
+      const StridedMatrix<const float> a{
+          x + n * layout.sample + group * group_channels * layout.plane + oh * g.stride_h * layout.width,
+          g.stride_w, 0};
+      for (int64_t o0 = 0; o0 < group_out; o0 += kCols) {
+        const int64_t cols = std::min(kCols, group_out - o0);
+        const __mmask16 lanes[2] = {avx512::first_lanes(cols), avx512::first_lanes(cols - 16)};
+        const PaddedTaps rows{packed.data() + group * depth * group_out + o0, group_out, {lanes[0], lanes[1]},
+                              tap_offsets.data(), taps, group_channels, layout.plane};
+        avx512::any_panel(g.out_w, depth, a, rows, avx512::CBlock{row_t.data() + o0, group_out, {}}, cols, false,
+                          nullptr);
+      }
+      const int64_t o_first = group * group_out;
+      transpose_plane(row_t.data(), group_out, output + (n * out_channels + o_first) * positions + oh * g.out_w,
+                      positions, g.out_w, group_out, bias ? bias + o_first : nullptr);
+    }
+  });
+}
+
 void padded_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
                                const ConvGeometry& g, int64_t groups, int64_t out_channels) {
   const int64_t group_out = out_channels / groups, group_channels = g.channels / groups;
@@ -241,9 +329,13 @@ void padded_grad_weight_avx512(const float* grad_output, const float* input, flo
 
 }  // namespace conv_ext::cpu
 
-#else  // not x86-64 with GCC/Clang: use_padded_grad_weight() is false (avx512_gemm_enabled() is)
+#else  // not x86-64 with GCC/Clang: use_padded_conv2d() and use_padded_grad_weight() are false
 
 namespace conv_ext::cpu {
+
+void padded_conv2d_avx512(const float*, const float*, const float*, float*, const ConvGeometry&, int64_t, int64_t) {
+  TORCH_CHECK(false, "conv_ext: the AVX-512 padded convolution is not built for this CPU");
+}
 
 void padded_grad_weight_avx512(const float*, const float*, float*, const ConvGeometry&, int64_t, int64_t) {
   TORCH_CHECK(false, "conv_ext: the AVX-512 weight gradient is not built for this CPU");
