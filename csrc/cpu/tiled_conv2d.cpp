@@ -1,6 +1,7 @@
-// The CPU ops. First choice: the implicit GEMM (implicit_conv2d_avx512.cpp: stride 1, Wo == W, float32 with
-// the AVX-512 kernel), which needs no columns; then depthwise_conv2d.cpp for depthwise convolutions; the rest
-// runs here, in tiles.
+// The CPU ops. First choice, float32 with the AVX-512 kernel and no columns: the padded GEMM
+// (padded_conv2d_avx512.cpp: stride_w > 1, >= 16 output channels per group), then the implicit GEMM
+// (implicit_conv2d_avx512.cpp: stride 1 with Wo == W, or rows that fill their vectors); then depthwise_conv2d.cpp
+// for depthwise convolutions; the rest runs here, in tiles.
 //
 // The tiled path: the convolution in tiles whose columns stay in the cache between im2col and the GEMM.
 // A tile is a block of whole samples (small images) or a band of output rows of one sample (large images).
