@@ -231,7 +231,7 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
                                        int64_t groups, int64_t out_channels, int64_t o0, int64_t k0,
                                        const SumRange& range) {
   const int64_t group_out = out_channels / groups, group_channels = g.channels / groups;
-  const int64_t depth = group_channels * columns.taps, positions = g.out_plane(), plane = g.height * g.width;
+  const int64_t depth = group_channels * columns.taps, positions = g.out_plane(), plane = columns.plane;
   int64_t o[ROWS], shift[COLS], tap[COLS];
   CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) o[r] = std::min(o0 + r, group_out - 1);
   CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) {
@@ -339,7 +339,8 @@ void implicit_conv2d_avx512(const float* input, const float* weight, const float
                             const ConvGeometry& g, int64_t groups, int64_t out_channels) {
   if (g.batch == 0 || g.out_plane() == 0) return;
   const ImplicitColumns columns(g, g.channels / groups);
-  const std::vector<float> packed = pack_weight_tap_major(weight, groups, out_channels, g.channels / groups, columns.taps);
+  const std::vector<float> packed =
+      pack_weight_tap_major(weight, groups, out_channels, columns.group_channels, columns.taps);
   if (g.stride_w == 1) {
     forward_panels<1>(input, packed.data(), bias, output, g, groups, out_channels, columns);
   } else {

@@ -27,13 +27,8 @@
 namespace conv_ext::cpu {
 
 bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& g, int64_t group_out) {
-  // Below 16 output channels per group most of each vector's lanes would be idle.
-  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && g.stride_w != 1 && group_out >= 16;
-}
-
-bool use_padded_grad_weight(const at::Tensor& input, const ConvGeometry& g, int64_t group_out) {
-  // Where the implicit GEMM's dw applies (stride_w 1) it measured as fast or faster (seed-conv2, dilated, grouped,
-  // pointwise); below 16 output channels per group most of each vector's lanes would be idle.
+  // Where the implicit GEMM applies with step 1 (stride_w 1) its dw measured as fast or faster (seed-conv2, dilated,
+  // grouped, pointwise); below 16 output channels per group most of each vector's lanes would be idle.
   return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && g.stride_w != 1 && group_out >= 16;
 }
 
@@ -68,6 +63,11 @@ struct PaddedLayout {
         plane(height * width),
         sample(g.channels * plane),
         copy(g.pad_h != 0 || g.pad_w != 0) {}
+
+  // Where tap i*kw + j of an output's window lies in the padded plane, from the output's origin.
+  int64_t tap_offset(const ConvGeometry& g, int64_t tap) const {
+    return tap / g.kernel_w * g.dilation_h * width + tap % g.kernel_w * g.dilation_w;
+  }
 };
 
 // The 16 x 16 block in r, transposed in registers: r[i][j] becomes r[j][i]. The shuffles are the masked forms with
@@ -254,9 +254,7 @@ void padded_conv2d_avx512(const float* input, const float* weight, const float* 
   const float* x = layout.copy ? padded.data() : input;
   const std::vector<float> packed = pack_weight_tap_major(weight, groups, out_channels, group_channels, taps);
   std::vector<int64_t> tap_offsets(static_cast<size_t>(taps));
-  for (int64_t tap = 0; tap < taps; ++tap) {
-    tap_offsets[tap] = tap / g.kernel_w * g.dilation_h * layout.width + tap % g.kernel_w * g.dilation_w;
-  }
+  for (int64_t tap = 0; tap < taps; ++tap) tap_offsets[tap] = layout.tap_offset(g, tap);
   // Tasks: (sample, group, output row); each computes out^T for the row, then transposes it into the output.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(g.out_w * group_out * depth, 1));
   at::parallel_for(0, g.batch * groups * g.out_h, grain, [&](int64_t begin, int64_t end) {
@@ -291,8 +289,7 @@ void padded_grad_weight_avx512(const float* grad_output, const float* input, flo
     const PaddedLayout layout(g);
     std::vector<int64_t> row_offsets(static_cast<size_t>(groups * depth));  // per group, per k
     for (int64_t k = 0; k < groups * depth; ++k) {
-      const int64_t c = k / taps, i = k % taps / g.kernel_w, j = k % g.kernel_w;
-      row_offsets[k] = c * layout.plane + i * g.dilation_h * layout.width + j * g.dilation_w;
+      row_offsets[k] = k / taps * layout.plane + layout.tap_offset(g, k % taps);  // channel k / taps, all groups
     }
     // Passes: as many samples as fit kPassBytes, or, when one sample is larger, a share of its output rows.
     const int64_t sample_bytes = (layout.sample + positions * out_channels) * int64_t(sizeof(float));
@@ -319,17 +316,14 @@ void padded_grad_weight_avx512(const float* grad_output, const float* input, flo
   }
   // dw[o][k] of group g = dw^T[g][k][o - g*O/g].
   for (int64_t group = 0; group < groups; ++group) {
-    for (int64_t o = 0; o < group_out; ++o) {
-      for (int64_t k = 0; k < depth; ++k) {
-        grad_weight[(group * group_out + o) * depth + k] = grad_weight_t[(group * depth + k) * group_out + o];
-      }
-    }
+    transpose_plane(grad_weight_t.data() + group * depth * group_out, group_out,
+                    grad_weight + group * group_out * depth, depth, depth, group_out, nullptr);
   }
 }
 
 }  // namespace conv_ext::cpu
 
-#else  // not x86-64 with GCC/Clang: use_padded_conv2d() and use_padded_grad_weight() are false
+#else  // not x86-64 with GCC/Clang: use_padded_conv2d() is false (avx512_gemm_enabled() is)
 
 namespace conv_ext::cpu {
 

@@ -209,18 +209,15 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   // The kernels index the bias as a plain array.
   const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
-  if (use_padded_conv2d(input, geometry, weight.size(0) / groups)) {  // no columns either
+  // The padded and the implicit GEMM: no columns at all.
+  const auto column_free = use_padded_conv2d(input, geometry, weight.size(0) / groups) ? padded_conv2d_avx512
+                           : use_implicit_conv2d(input, geometry)                        ? implicit_conv2d_avx512
+                                                                                         : nullptr;
+  if (column_free) {
     at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
-    padded_conv2d_avx512(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
-                         bias ? bias->const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>(), geometry,
-                         groups, weight.size(0));
-    return output;
-  }
-  if (use_implicit_conv2d(input, geometry)) {  // no columns at all
-    at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
-    implicit_conv2d_avx512(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
-                           bias ? bias->const_data_ptr<float>() : nullptr,
-                           output.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
+    column_free(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
+                bias ? bias->const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>(), geometry, groups,
+                weight.size(0));
     return output;
   }
   if (use_depthwise_path(input, weight, groups)) {
@@ -338,10 +335,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   const bool implicit = use_implicit_conv2d(input, geometry);
   // The implicit GEMM takes dx where stride 1 makes it a convolution it takes too, and dw where the input rows
-  // are read with step 1 (for stride 2 its even-lane loads cost more than the columns, measured).
+  // are read with step 1; the padded GEMM takes dw where stride_w > 1 (see use_padded_conv2d).
   const bool implicit_input = implicit && geometry.stride_h == 1 && geometry.stride_w == 1 &&
                               use_implicit_conv2d(input, transposed_geometry(geometry, weight.size(0)));
-  const bool padded_weight = use_padded_grad_weight(input, geometry, weight.size(0) / groups);
+  const bool padded_weight = use_padded_conv2d(input, geometry, weight.size(0) / groups);
   const bool implicit_weight = !padded_weight && implicit && geometry.stride_w == 1;
   const bool other_input = need_input && !implicit_input;
   const bool other_weight = need_weight && !implicit_weight && !padded_weight;

@@ -48,7 +48,6 @@ void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* i
 bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
 void padded_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
                           const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
-bool use_padded_grad_weight(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
 void padded_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
                                const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 // The weight (O, C/g, kh, kw) as [group][tap][c][o]: the sums of the implicit GEMM and of the padded forward run
