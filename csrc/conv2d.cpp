@@ -138,9 +138,21 @@ ConvGeometry geometry_from_fields(const std::vector<int64_t>& f) {
   return ConvGeometry{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13]};
 }
 
+// The index math in the index type the launchers would pick for this geometry (with_index_type).
+int64_t im2col_source_offset_of(const std::vector<int64_t>& fields, int64_t index) {
+  int64_t source = 0;
+  with_index_type(geometry_from_fields(fields), [&](const auto& g) {
+    source = im2col_source_offset(static_cast<decltype(g.batch)>(index), g);
+  });
+  return source;
+}
+
 std::vector<int64_t> col2im_column_offsets(const std::vector<int64_t>& fields, int64_t index) {
   std::vector<int64_t> offsets;
-  col2im_for_each_source(index, geometry_from_fields(fields), [&](int64_t offset) { offsets.push_back(offset); });
+  with_index_type(geometry_from_fields(fields), [&](const auto& g) {
+    using index_t = decltype(g.batch);
+    col2im_for_each_source(static_cast<index_t>(index), g, [&](index_t offset) { offsets.push_back(offset); });
+  });
   return offsets;
 }
 
@@ -171,8 +183,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("avx512_gemm_available", &conv_ext::cpu::avx512_gemm_available);
   m.def("avx512_gemm_enabled", &conv_ext::cpu::avx512_gemm_enabled);
   m.def("set_avx512_gemm_enabled", &conv_ext::cpu::set_avx512_gemm_enabled);
-  m.def("_im2col_source_offset", [](const std::vector<int64_t>& fields, int64_t index) {
-    return conv_ext::im2col_source_offset(index, conv_ext::geometry_from_fields(fields));
+  m.def("_im2col_source_offset", &conv_ext::im2col_source_offset_of);
+  m.def("_fits_int32_indexing", [](const std::vector<int64_t>& fields) {
+    return conv_ext::geometry_from_fields(fields).fits_int32_indexing();
   });
   m.def("_col2im_column_offsets", &conv_ext::col2im_column_offsets);
   m.def("cuda_built", [] {

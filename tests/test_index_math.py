@@ -1,6 +1,7 @@
-"""The 64-bit index math of the per-element bodies (csrc/im2col.h, the code the GPU runs), on problems whose
-column matrix and input pass 2^31 elements: far too large to allocate, so the offsets themselves are checked
-against the formula, written out here independently."""
+"""The index math of the per-element bodies (csrc/im2col.h, the code the GPU runs), checked against the formula,
+written out here independently: in 64 bits on problems whose column matrix and input pass 2^31 elements (far too
+large to allocate, so the offsets themselves are checked), in 32 bits on problems just under that bound, and the
+bound itself (the launchers use the 32-bit math only where every offset fits)."""
 import itertools
 
 import pytest
@@ -100,3 +101,35 @@ def test_col2im_gathers_exactly_the_columns_that_read_the_element(g):
             and (w + g["pad_w"] - j * g["dilation_w"]) % g["stride_w"] == 0
             and 0 <= (w + g["pad_w"] - j * g["dilation_w"]) // g["stride_w"] < g["out_w"])
         assert len(offsets) == expected_taps
+
+
+# Just under the 32-bit bound (the launchers run these in int32_t): the last offsets sit near 2^31 - 1.
+NEAR_INT32 = [
+    # columns: 9 rows x 15446^2 positions = 2^31 - 2.7e5; input 2.4e8
+    geometry(1, 1, 15446, 15446, (3, 3), (1, 1), (1, 1), (1, 1)),
+    # input 2^31 - 1.1e5 elements, columns 2.0e9; strided and dilated, taps in the padding on every side
+    geometry(1, 3, 23170, 30893, (3, 5), (4, 4), (3, 2), (2, 1)),
+]
+
+
+@pytest.mark.parametrize("g", NEAR_INT32, ids=["square", "strided-dilated"])
+def test_int32_math_near_its_bound(g):
+    assert _C._fits_int32_indexing(fields(g))
+    assert max(column_numel(g), input_numel(g)) > 2 ** 30
+    for index in sample_indices(column_numel(g)) + list(range(0, 5000, 7)):
+        assert _C._im2col_source_offset(fields(g), index) == expected_source(g, index), index
+    for index in sample_indices(input_numel(g))[::5]:
+        for offset in _C._col2im_column_offsets(fields(g), index):
+            assert expected_source(g, offset) == index
+
+
+def test_int32_bound():
+    """Exactly 2^31 - 1 column entries fit in 32 bits, one more sample does not; the input and a padding that
+    takes tap coordinates past 2^31 each force the 64-bit math too."""
+    fits = geometry(1, 1, 1, 2 ** 31 - 1, (1, 1), (1, 1), (0, 0), (1, 1))
+    assert column_numel(fits) == 2 ** 31 - 1 and _C._fits_int32_indexing(fields(fits))
+    assert not _C._fits_int32_indexing(fields(dict(fits, batch=2)))
+    wide_input = geometry(1, 1, 1, 2 ** 31, (1, 1), (2 ** 31, 2 ** 31), (0, 0), (1, 1))  # 1 output, 2^31 inputs
+    assert column_numel(wide_input) == 1 and not _C._fits_int32_indexing(fields(wide_input))
+    far_padding = geometry(1, 1, 4, 4, (3, 3), (2 ** 30, 2 ** 30), (2 ** 30, 2 ** 30), (1, 1))
+    assert column_numel(far_padding) < 100 and not _C._fits_int32_indexing(fields(far_padding))

@@ -1,5 +1,6 @@
 // The reference host launchers: plain loops over the per-element bodies of im2col.h, the exact code that the
-// CUDA kernels run per thread. They are what the CPU tests use to check the device math without a GPU.
+// CUDA kernels run per thread, in the same index type. They are what the CPU tests use to check the device math
+// without a GPU.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -16,10 +17,13 @@ void im2col_host_reference(const at::Tensor& input, const at::Tensor& columns, c
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "im2col_host_reference", [&] {
     const scalar_t* input_data = input.const_data_ptr<scalar_t>();
     scalar_t* columns_data = columns.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, geometry.column_numel(), kGrainSize, [&](int64_t begin, int64_t end) {
-      for (int64_t index = begin; index < end; ++index) {
-        im2col_element(index, input_data, columns_data, geometry);
-      }
+    with_index_type(geometry, [&](const auto& indexed) {
+      using index_t = decltype(indexed.batch);
+      at::parallel_for(0, geometry.channel_columns(), kGrainSize, [&](int64_t begin, int64_t end) {
+        for (int64_t index = begin; index < end; ++index) {
+          im2col_element(static_cast<index_t>(index), input_data, columns_data, indexed);
+        }
+      });
     });
   });
 }
@@ -29,10 +33,14 @@ void col2im_host_reference(const at::Tensor& columns, const at::Tensor& grad_inp
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* columns_data = columns.const_data_ptr<scalar_t>();
     scalar_t* grad_input_data = grad_input.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, geometry.input_numel(), kGrainSize, [&](int64_t begin, int64_t end) {
-      for (int64_t index = begin; index < end; ++index) {
-        col2im_gather_element<scalar_t, acc_t>(index, columns_data, grad_input_data, geometry);
-      }
+    with_index_type(geometry, [&](const auto& indexed) {
+      using index_t = decltype(indexed.batch);
+      at::parallel_for(0, geometry.input_numel(), kGrainSize, [&](int64_t begin, int64_t end) {
+        for (int64_t index = begin; index < end; ++index) {
+          col2im_gather_element<scalar_t, acc_t>(static_cast<index_t>(index), columns_data, grad_input_data,
+                                                 indexed);
+        }
+      });
     });
   });
 }

@@ -1,9 +1,11 @@
 // The CUDA column kernels: grid-stride loops over the per-element bodies of im2col.h, the same code the
 // reference host loops run (csrc/cpu/host_reference_kernels.cpp), so the CPU tests exercise the math that runs
-// here. im2col: one thread per column-matrix entry. col2im: the gather, one thread per input element, which
-// sums every column entry that read it; no two threads write the same place, so it needs no atomics and its
-// result does not depend on the launch (deterministic). All indices are int64_t: a column matrix may pass 2^31
-// entries. Kernels run on the current stream of the input's device.
+// here. im2col: one thread per (input channel, column), writing that column's kh*kw taps. col2im: the gather,
+// one thread per input element, which sums every column entry that read it; no two threads write the same place,
+// so it needs no atomics and its result does not depend on the launch (deterministic). The math runs in int32_t
+// where the chunk allows it and in int64_t otherwise (a column matrix may pass 2^31 entries; with_index_type
+// picks); the grid-stride loop counts in int64_t either way. Kernels run on the current stream of the input's
+// device.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -41,22 +43,22 @@ __device__ __forceinline__ int64_t grid_stride() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename index_t>
 __global__ void __launch_bounds__(kThreadsPerBlock)
-    im2col_kernel(const scalar_t* __restrict__ input, scalar_t* __restrict__ columns, const ConvGeometry geometry,
-                  const int64_t numel) {
+    im2col_kernel(const scalar_t* __restrict__ input, scalar_t* __restrict__ columns,
+                  const BasicConvGeometry<index_t> geometry, const int64_t numel) {
   for (int64_t index = first_index(); index < numel; index += grid_stride()) {
-    im2col_element(index, input, columns, geometry);
+    im2col_element(static_cast<index_t>(index), input, columns, geometry);
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename index_t>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     col2im_gather_kernel(const scalar_t* __restrict__ columns, scalar_t* __restrict__ grad_input,
-                         const ConvGeometry geometry, const int64_t numel) {
+                         const BasicConvGeometry<index_t> geometry, const int64_t numel) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t index = first_index(); index < numel; index += grid_stride()) {
-    col2im_gather_element<scalar_t, acc_t>(index, columns, grad_input, geometry);
+    col2im_gather_element<scalar_t, acc_t>(static_cast<index_t>(index), columns, grad_input, geometry);
   }
 }
 
@@ -72,17 +74,20 @@ void check_cuda_contiguous(const char* launcher, const char* name, const at::Ten
 }
 
 void im2col_cuda(const at::Tensor& input, const at::Tensor& columns, const ConvGeometry& geometry) {
-  const int64_t numel = geometry.column_numel();
+  const int64_t numel = geometry.channel_columns();  // im2col_element's work items
   check_cuda_contiguous("im2col_cuda", "input", input, geometry.input_numel(), input);
-  check_cuda_contiguous("im2col_cuda", "columns", columns, numel, input);
+  check_cuda_contiguous("im2col_cuda", "columns", columns, geometry.column_numel(), input);
   if (numel == 0) return;
   const c10::cuda::CUDAGuard device_guard(input.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream(input.get_device());
   const unsigned int blocks = grid_size(numel);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "im2col_cuda", [&] {
-    im2col_kernel<scalar_t><<<blocks, kThreadsPerBlock, 0, stream>>>(
-        input.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), geometry, numel);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_index_type(geometry, [&](const auto& indexed) {
+      using index_t = decltype(indexed.batch);
+      im2col_kernel<scalar_t, index_t><<<blocks, kThreadsPerBlock, 0, stream>>>(
+          input.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), indexed, numel);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -95,9 +100,12 @@ void col2im_cuda(const at::Tensor& columns, const at::Tensor& grad_input, const 
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream(columns.get_device());
   const unsigned int blocks = grid_size(numel);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, columns.scalar_type(), "col2im_cuda", [&] {
-    col2im_gather_kernel<scalar_t><<<blocks, kThreadsPerBlock, 0, stream>>>(
-        columns.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), geometry, numel);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_index_type(geometry, [&](const auto& indexed) {
+      using index_t = decltype(indexed.batch);
+      col2im_gather_kernel<scalar_t, index_t><<<blocks, kThreadsPerBlock, 0, stream>>>(
+          columns.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), indexed, numel);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
