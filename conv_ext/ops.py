@@ -1,11 +1,11 @@
 """The registered ops (torch.ops.conv_ext.conv2d / conv2d_backward), their autograd, and conv2d().
 
-The C++ library registers the schemas, the CPU (and CUDA) kernels and the Meta kernels used for tracing.
-Autograd is defined once, by _setup_context and _backward below: registered on the op itself (so the op is
-differentiable when called directly, and under torch.compile) and reused by Conv2dFunction. The backward op is
-differentiable too (_double_backward: double, triple, ... backward), and the forward op has Autocast kernels that
-follow F.conv2d's autocast policy. torch.func transforms do not apply: torch.library gives an op defined in C++
-an autograd.Function without setup_context, which functorch refuses.
+The C++ library registers the schemas, the CPU (and CUDA) kernels, the Meta kernels used for tracing, and the
+forward op's autograd (csrc/conv2d_autograd.cpp: no Python on the way through autograd, which small convolutions
+paid for). Conv2dFunction is the same rule as a Python torch.autograd.Function (_setup_context and _backward
+below). The backward op is differentiable too (_double_backward: double, triple, ... backward), and the forward op
+has Autocast kernels that follow F.conv2d's autocast policy. torch.func transforms do not apply: functorch refuses
+a C++ torch::autograd::Function.
 """
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -36,8 +36,6 @@ def _backward(ctx: Any, grad_output: torch.Tensor) -> Tuple[Optional[torch.Tenso
         grads = [g if wanted else None for g, wanted in zip(computed, output_mask)]
     return (*grads, None, None, None, None)
 
-
-torch.library.register_autograd("conv_ext::conv2d", _backward, setup_context=_setup_context)
 
 
 # Double backward. With T(x, w, gy) = <conv(x, w), gy>, the backward op returns gx = dT/dx (bilinear in gy, w),

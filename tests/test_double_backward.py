@@ -3,8 +3,8 @@
 gradgradcheck in float64, the backward op's own gradients for every output_mask, third-order derivatives, a
 gradient penalty and Hessian-vector products, all against torch.nn.functional.conv2d.
 
-torch.func transforms (grad, vjp, jvp) do not run through the op: the autograd that torch.library
-registers for an op defined in C++ is an autograd.Function without setup_context, which functorch refuses.
+torch.func transforms (grad, vjp, jvp) do not run through the op: its autograd is a C++
+torch::autograd::Function, which functorch refuses.
 The Hessian-vector products here use torch.autograd (double backward) instead.
 
 The checks run on one thread: they are about the math (many tiny ops, where a busy machine would mostly add

@@ -147,6 +147,15 @@ def test_opcheck_backward(args, output_mask):
                           (grad_output, input, weight, stride, padding, dilation, groups, output_mask))
 
 
+def test_the_ops_autograd_is_the_cpp_node():
+    """The op's autograd is registered in C++ (csrc/conv2d_autograd.cpp): its graph node is a C++ node, not a
+    Python function (with which a small convolution paid more for Python than for its kernels)."""
+    input, weight, bias = make_tensors(GRID[0], torch.float64, True)
+    output = torch.ops.conv_ext.conv2d(input, weight, bias, [1, 1], [1, 1], [1, 1], 1)
+    assert "Conv2dAutograd" in output.grad_fn.name()
+    assert "Conv2dAutograd" in conv_ext.conv2d(input, weight, bias, padding=1).grad_fn.name()
+
+
 def test_saves_only_input_and_weight():
     """The forward keeps input and weight for backward, never the columns."""
     input, weight, bias = make_tensors(GRID[0], torch.float32, True)

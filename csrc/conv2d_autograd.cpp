@@ -1,0 +1,91 @@
+// The forward op's autograd, in C++: saves input and weight, and its backward is the backward op. This is the
+// same rule as conv_ext/ops.py's _setup_context/_backward (which Conv2dFunction uses), registered here so that a
+// call of the op pays no Python on its way through autograd: with torch.library's Python autograd, a small
+// convolution's forward+backward spent more time in Python than in its kernels (on a GPU above all). The backward
+// op's own autograd (double backward) stays in Python (ops.py): it runs only under create_graph.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+namespace conv_ext {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+at::Tensor conv2d_op(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("conv_ext::conv2d", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                               at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t)>();
+  return op.call(input, weight, bias, stride, padding, dilation, groups);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_op(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("conv_ext::conv2d_backward", "")
+                             .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                                 const at::Tensor&, const at::Tensor&, const at::Tensor&, at::IntArrayRef,
+                                 at::IntArrayRef, at::IntArrayRef, int64_t, std::array<bool, 3>)>();
+  return op.call(grad_output, input, weight, stride, padding, dilation, groups, output_mask);
+}
+
+class Conv2dAutograd : public torch::autograd::Function<Conv2dAutograd> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, int64_t groups) {
+    // Only the input and the weight are saved: the backward recomputes the columns chunk by chunk.
+    ctx->save_for_backward({input, weight});
+    ctx->saved_data["stride"] = stride.vec();
+    ctx->saved_data["padding"] = padding.vec();
+    ctx->saved_data["dilation"] = dilation.vec();
+    ctx->saved_data["groups"] = groups;
+    ctx->saved_data["has_bias"] = bias.has_value();
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return conv2d_op(input, weight, bias, stride, padding, dilation, groups);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const std::array<bool, 3> output_mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                          ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)};
+    // One gradient per forward argument: input, weight, bias, then none for stride, padding, dilation, groups.
+    variable_list grads(7);
+    if (!(output_mask[0] || output_mask[1] || output_mask[2])) return grads;
+    const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
+    const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
+    const std::vector<int64_t> dilation = ctx->saved_data["dilation"].toIntVector();
+    auto computed = [&] {
+      return conv2d_backward_op(grad_outputs[0], saved[0], saved[1], stride, padding, dilation,
+                                ctx->saved_data["groups"].toInt(), output_mask);
+    };
+    std::tuple<at::Tensor, at::Tensor, at::Tensor> result;
+    if (at::GradMode::is_enabled()) {
+      result = computed();  // create_graph: through the backward op's autograd (double backward)
+    } else {
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;
+      result = computed();
+    }
+    if (output_mask[0]) grads[0] = std::get<0>(result);
+    if (output_mask[1]) grads[1] = std::get<1>(result);
+    if (output_mask[2]) grads[2] = std::get<2>(result);
+    return grads;
+  }
+};
+
+at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                           at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                           int64_t groups) {
+  return Conv2dAutograd::apply(input, weight, bias, stride, padding, dilation, groups);
+}
+
+}  // namespace
+
+}  // namespace conv_ext
+
+TORCH_LIBRARY_IMPL(conv_ext, Autograd, m) { m.impl("conv2d", &conv_ext::conv2d_autograd); }
