@@ -55,7 +55,10 @@ def make_extension():
     cxx_flags = ["-O3"] + openmp_flags()
     # Our own files compile warning-free; CONV_EXT_WERROR=1 (the CI compile checks) makes that a rule.
     strict = os.environ.get("CONV_EXT_WERROR") == "1"
-    werror = ["-Wall", "-Wextra", "-Werror"] if strict else ["-Wall"]
+    # GCC 13 at -O3 reports -Warray-bounds inside torch's own torch::autograd::Function::apply (a vector<bool>
+    # reserve in custom_function.h, inlined into csrc/conv2d_autograd.cpp; seen on a GPU machine): a false
+    # positive in code that is not ours, so it stays a warning there.
+    werror = ["-Wall", "-Wextra", "-Werror", "-Wno-error=array-bounds"] if strict else ["-Wall"]
     cpp_sources = sources("*.cpp") + sources("cpu/*.cpp")
     if want_cuda():
         print("conv_ext: building with CUDA (csrc/cuda/*.cpp, *.cu)")
