@@ -81,6 +81,12 @@ class Conv2dAutograd : public torch::autograd::Function<Conv2dAutograd> {
 at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                            int64_t groups) {
+  const bool records_graph = at::GradMode::is_enabled() &&
+                             (input.requires_grad() || weight.requires_grad() || (bias && bias->requires_grad()));
+  if (!records_graph) {  // nothing to differentiate: straight to the kernel, no graph node and nothing saved
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return conv2d_op(input, weight, bias, stride, padding, dilation, groups);
+  }
   return Conv2dAutograd::apply(input, weight, bias, stride, padding, dilation, groups);
 }
 

@@ -154,6 +154,12 @@ def test_the_ops_autograd_is_the_cpp_node():
     output = torch.ops.conv_ext.conv2d(input, weight, bias, [1, 1], [1, 1], [1, 1], 1)
     assert "Conv2dAutograd" in output.grad_fn.name()
     assert "Conv2dAutograd" in conv_ext.conv2d(input, weight, bias, padding=1).grad_fn.name()
+    # Nothing to differentiate (no_grad, or no argument requires grad): no graph node, a plain tensor.
+    with torch.no_grad():
+        output = conv_ext.conv2d(input, weight, bias, padding=1)
+    assert output.grad_fn is None and not output.requires_grad
+    output = conv_ext.conv2d(input.detach(), weight.detach(), bias.detach(), padding=1)
+    assert output.grad_fn is None and not output.requires_grad
 
 
 def test_saves_only_input_and_weight():
