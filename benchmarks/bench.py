@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--aten-gemm", action="store_true",
                         help="ext's float32 CPU GEMMs through ATen instead of its AVX-512 kernel (for comparison)")
     parser.add_argument("--no-training", action="store_true", help="skip the seed-CNN training step")
+    parser.add_argument("--no-tf32", action="store_true",
+                        help="on CUDA, torch.backends.cudnn.allow_tf32 = False: torch's cuDNN convolutions in full "
+                             "float32 like ext's GEMMs (by default cuDNN runs float32 convolutions in TF32)")
     parser.add_argument("--json", default="benchmarks/results/latest.json", help="every figure, as JSON")
     parser.add_argument("--png", default="benchmarks/results/latest.png", help="chart of the ratios")
     parser.add_argument("--markdown", default="benchmarks/results/latest.md", help="the tables, as Markdown")
@@ -158,9 +161,16 @@ def main(argv=None) -> dict:
         return run(args)
 
 
-def run(args: argparse.Namespace) -> dict:
+def apply_settings(args: argparse.Namespace) -> None:
+    """The process-wide settings the run is measured under: torch's thread count, cuDNN's TF32."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def run(args: argparse.Namespace) -> dict:
+    apply_settings(args)
     rounds, seconds = (3, 0.02) if args.quick else (9, 0.2)
     try:
         from tqdm import tqdm
@@ -180,7 +190,8 @@ def run(args: argparse.Namespace) -> dict:
         "meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
                  "machine": machine_name(args.device), "date": datetime.datetime.now().isoformat(timespec="seconds"),
                  "quick": args.quick, "rounds": rounds,
-                 "ext_cpu_gemm": settings.cpu_gemm() if args.device == "cpu" else None},
+                 "ext_cpu_gemm": settings.cpu_gemm() if args.device == "cpu" else None,
+                 "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if args.device == "cuda" else None},
         "gemm_flops_per_second": gemm_rate, "shapes": {}}
     for name in args.shapes:
         results["shapes"][name] = bench_shape(SUITE[name], args.device, rounds, seconds, gemm_rate)

@@ -11,6 +11,16 @@ def _mib(n_bytes: float) -> str:
     return f"{n_bytes / 2 ** 20:.1f}"
 
 
+def _tf32_note(meta: dict) -> str:
+    """On CUDA, whether torch's cuDNN ran float32 convolutions in TF32 (ext's cuBLAS GEMMs are full float32)."""
+    if meta.get("cudnn_allow_tf32") is None:
+        return ""
+    if meta["cudnn_allow_tf32"]:
+        return (" torch's cuDNN convolutions in TF32 (its default; ext in full float32; --no-tf32 to compare in "
+                "float32).")
+    return " torch's cuDNN convolutions in full float32 (--no-tf32), as ext's."
+
+
 def format_markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [
@@ -18,7 +28,8 @@ def format_markdown(results: dict) -> str:
         f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds"
         f"{' (--quick)' if meta['quick'] else ''}. Machine GEMM rate (float32 torch.mm): "
         f"{results['gemm_flops_per_second'] / 1e9:.1f} GFLOP/s."
-        + (f" ext's float32 GEMM: {meta['ext_cpu_gemm']}." if meta.get("ext_cpu_gemm") else ""),
+        + (f" ext's float32 GEMM: {meta['ext_cpu_gemm']}." if meta.get("ext_cpu_gemm") else "")
+        + _tf32_note(meta),
         "",
         "| shape | config | fwd ms ext | fwd ms unfold | fwd ms torch | fwd+bwd ms ext | fwd+bwd ms unfold "
         "| fwd+bwd ms torch | ext speed-up vs unfold (fwd+bwd) | ext / torch time (fwd+bwd) "

@@ -1,0 +1,28 @@
+"""The benchmark report says, on CUDA, whether torch's cuDNN ran float32 convolutions in TF32 (ext's GEMMs are full
+float32), and --no-tf32 turns TF32 off for the run."""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package beside tests/
+from benchmarks import bench  # noqa: E402
+from benchmarks.report import _tf32_note  # noqa: E402
+
+
+def test_tf32_note_follows_the_recorded_setting():
+    assert _tf32_note({"cudnn_allow_tf32": None}) == ""  # a CPU run
+    assert "in TF32 (its default" in _tf32_note({"cudnn_allow_tf32": True})
+    assert "full float32 (--no-tf32)" in _tf32_note({"cudnn_allow_tf32": False})
+
+
+def test_no_tf32_turns_cudnn_tf32_off_for_the_run():
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        args = bench.parse_args(["--no-tf32", "--device", "cpu", "--shapes", "seed-conv1"])
+        assert args.no_tf32
+        bench.apply_settings(args)
+        assert torch.backends.cudnn.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
