@@ -7,6 +7,8 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <optional>
+
 namespace conv_ext {
 
 namespace {
@@ -60,20 +62,15 @@ class Conv2dAutograd : public torch::autograd::Function<Conv2dAutograd> {
     const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
     const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
     const std::vector<int64_t> dilation = ctx->saved_data["dilation"].toIntVector();
-    auto computed = [&] {
-      return conv2d_backward_op(grad_outputs[0], saved[0], saved[1], stride, padding, dilation,
-                                ctx->saved_data["groups"].toInt(), output_mask);
-    };
-    std::tuple<at::Tensor, at::Tensor, at::Tensor> result;
-    if (at::GradMode::is_enabled()) {
-      result = computed();  // create_graph: through the backward op's autograd (double backward)
-    } else {
-      const at::AutoDispatchBelowADInplaceOrView below_autograd;
-      result = computed();
-    }
-    if (output_mask[0]) grads[0] = std::get<0>(result);
-    if (output_mask[1]) grads[1] = std::get<1>(result);
-    if (output_mask[2]) grads[2] = std::get<2>(result);
+    // Under create_graph the backward op goes through its own autograd (double backward); else straight below it.
+    std::optional<at::AutoDispatchBelowADInplaceOrView> below_autograd;
+    if (!at::GradMode::is_enabled()) below_autograd.emplace();
+    const auto [grad_input, grad_weight, grad_bias] =
+        conv2d_backward_op(grad_outputs[0], saved[0], saved[1], stride, padding, dilation,
+                           ctx->saved_data["groups"].toInt(), output_mask);
+    if (output_mask[0]) grads[0] = grad_input;
+    if (output_mask[1]) grads[1] = grad_weight;
+    if (output_mask[2]) grads[2] = grad_bias;
     return grads;
   }
 };
