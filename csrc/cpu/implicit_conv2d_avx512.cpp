@@ -243,22 +243,24 @@ CONV_EXT_AVX512 void grad_weight_block(const float* grad_output, const float* in
   CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
     CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) sum[r][s] = _mm512_setzero_ps();
   }
-  for (int64_t n = range.n_begin; n < range.n_end; ++n) {
-    const float* dy = grad_output + (n * out_channels + group * group_out) * positions;
-    const float* x = input + (n * g.channels + group * group_channels) * plane;
-    for (int64_t panel = range.panel_begin; panel < range.panel_end; ++panel) {
-      const int64_t q = columns.output_offset[panel], width = columns.width[panel];
-      const float* origin = x + columns.input_offset[panel];
-      const uint64_t* lanes = columns.load_lanes.data() + panel * columns.taps;
-      for (int64_t v = 0; 16 * v < width; ++v) {
-        const __mmask16 inside = avx512::first_lanes(width - 16 * v);
+  // Samples innermost: a vector's load masks and shifts are the same for every sample, so they are set once.
+  const int64_t dy_sample = out_channels * positions, x_sample = g.channels * plane;
+  const float* dy_group = grad_output + (range.n_begin * out_channels + group * group_out) * positions;
+  const float* x_group = input + (range.n_begin * g.channels + group * group_channels) * plane;
+  for (int64_t panel = range.panel_begin; panel < range.panel_end; ++panel) {
+    const int64_t width = columns.width[panel];
+    const uint64_t* lanes = columns.load_lanes.data() + panel * columns.taps;
+    for (int64_t v = 0; 16 * v < width; ++v) {
+      const __mmask16 inside = avx512::first_lanes(width - 16 * v);
+      RunMask<1> mask[COLS];
+      CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) mask[s] = run_mask<1>(uint32_t(lanes[tap[s]] >> (32 * v)));
+      const float* dy = dy_group + columns.output_offset[panel] + 16 * v;
+      const float* x = x_group + columns.input_offset[panel] + 16 * v;
+      for (int64_t n = range.n_begin; n < range.n_end; ++n, dy += dy_sample, x += x_sample) {
         __m512 dy_row[ROWS];
-        CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) {
-          dy_row[r] = _mm512_maskz_loadu_ps(inside, dy + o[r] * positions + q + 16 * v);
-        }
+        CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) dy_row[r] = _mm512_maskz_loadu_ps(inside, dy + o[r] * positions);
         CONV_EXT_UNROLL for (int s = 0; s < COLS; ++s) {
-          const __m512 x_row =
-              load_run<1>(origin + shift[s] + 16 * v, run_mask<1>(uint32_t(lanes[tap[s]] >> (32 * v))));
+          const __m512 x_row = load_run<1>(x + shift[s], mask[s]);
           CONV_EXT_UNROLL for (int r = 0; r < ROWS; ++r) sum[r][s] = _mm512_fmadd_ps(dy_row[r], x_row, sum[r][s]);
         }
       }
