@@ -123,20 +123,25 @@ CONV_EXT_AVX512 void transpose_plane(const float* from, int64_t from_stride, flo
   }
 }
 
+// Sample n of the input, padded, into `padded` (layout.sample floats).
+void pad_sample(const float* input, const ConvGeometry& g, const PaddedLayout& layout, int64_t n, float* padded) {
+  const int64_t plane = g.height * g.width;
+  for (int64_t c = 0; c < g.channels; ++c) {
+    float* to = padded + c * layout.plane;
+    const float* from = input + (n * g.channels + c) * plane;
+    std::fill(to, to + layout.plane, 0.0f);
+    for (int64_t h = 0; h < g.height; ++h) {
+      std::copy(from + h * g.width, from + (h + 1) * g.width, to + (h + g.pad_h) * layout.width + g.pad_w);
+    }
+  }
+}
+
 // The input's samples [n0, n0 + count), padded, into `padded` (nothing to do when the layout has no padding).
 void pad_samples(const float* input, const ConvGeometry& g, const PaddedLayout& layout, int64_t n0, int64_t count,
                  float* padded) {
   if (!layout.copy) return;
-  const int64_t plane = g.height * g.width;
-  at::parallel_for(0, count * g.channels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t sc = begin; sc < end; ++sc) {  // (sample, channel)
-      float* to = padded + sc * layout.plane;
-      const float* from = input + (n0 * g.channels + sc) * plane;
-      std::fill(to, to + layout.plane, 0.0f);
-      for (int64_t h = 0; h < g.height; ++h) {
-        std::copy(from + h * g.width, from + (h + 1) * g.width, to + (h + g.pad_h) * layout.width + g.pad_w);
-      }
-    }
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) pad_sample(input, g, layout, n0 + s, padded + s * layout.sample);
   });
 }
 
@@ -249,21 +254,23 @@ void padded_conv2d_avx512(const float* input, const float* weight, const float* 
   const int64_t taps = g.kernel_h * g.kernel_w, depth = group_channels * taps, positions = g.out_plane();
   if (g.batch == 0 || positions == 0) return;
   const PaddedLayout layout(g);
-  std::vector<float> padded(layout.copy ? static_cast<size_t>(g.batch * layout.sample) : 0);
-  pad_samples(input, g, layout, 0, g.batch, padded.data());
-  const float* x = layout.copy ? padded.data() : input;
   const std::vector<float> packed = pack_weight_tap_major(weight, groups, out_channels, group_channels, taps);
   std::vector<int64_t> tap_offsets(static_cast<size_t>(taps));
   for (int64_t tap = 0; tap < taps; ++tap) tap_offsets[tap] = layout.tap_offset(g, tap);
   // Tasks: (sample, group, output row); each computes out^T for the row, then transposes it into the output.
+  // A thread pads each sample of its tasks once, into its own buffer (the padded batch would not stay in cache).
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(g.out_w * group_out * depth, 1));
   at::parallel_for(0, g.batch * groups * g.out_h, grain, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> row_t;  // out^T of one output row: [ow][o]
-    row_t.resize(static_cast<size_t>(g.out_w * group_out));
+    std::vector<float> row_t(static_cast<size_t>(g.out_w * group_out));  // out^T of one output row: [ow][o]
+    std::vector<float> padded(layout.copy ? static_cast<size_t>(layout.sample) : 0);
+    int64_t padded_sample = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t oh = task % g.out_h, group = task / g.out_h % groups, n = task / (g.out_h * groups);
+      if (layout.copy && n != padded_sample) pad_sample(input, g, layout, n, padded.data());
+      padded_sample = n;
+      const float* x = layout.copy ? padded.data() : input + n * layout.sample;
       const StridedMatrix<const float> a{
-          x + n * layout.sample + group * group_channels * layout.plane + oh * g.stride_h * layout.width,
+          x + group * group_channels * layout.plane + oh * g.stride_h * layout.width,
           g.stride_w, 0};
       for (int64_t o0 = 0; o0 < group_out; o0 += kCols) {
         const int64_t cols = std::min(kCols, group_out - o0);
