@@ -82,9 +82,11 @@ def test_kernel_edges_match_torch(backend, case, bias):
 # Samples over 1 MiB: the implicit dw sums them in blocks of panels, one block after another. (4 + 5) x 40,000
 # floats with 'same' padding (flat panels); 'valid' padding on 300 x 302 (row panels: Wo != W; dx then runs the
 # implicit GEMM on row panels too).
-# Stride 2 with 16 output channels: the padded dw (a 1.5 MB padded sample) sums it in passes of output rows.
+# With 16 output channels: the padded dw (a 1.5 MB padded sample at stride 2; 3.2 MB at stride 1, a sample over
+# half a pass) sums it in passes of output rows.
 LARGE_SAMPLES = {"flat-panels": ((200, 200), 1, (200, 200), 1, 5), "row-panels": ((300, 302), 0, (298, 300), 1, 5),
-                 "padded-dw-rows": ((300, 302), 1, (150, 151), 2, 16)}
+                 "padded-dw-rows": ((300, 302), 1, (150, 151), 2, 16),
+                 "padded-dw-stride1": ((200, 200), 1, (200, 200), 1, 16)}
 
 
 @backends

@@ -26,10 +26,26 @@
 
 namespace conv_ext::cpu {
 
+// The samples and output rows of one pass of the weight gradient: the padded input and dy^T that every task sums
+// over (~L2 sized).
+constexpr int64_t kPassBytes = int64_t{1} << 20;
+
 bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& g, int64_t group_out) {
-  // Where the implicit GEMM applies with step 1 (stride_w 1) its dw measured as fast or faster (seed-conv2, dilated,
-  // grouped, pointwise); below 16 output channels per group most of each vector's lanes would be idle.
+  // Below 16 output channels per group most of each vector's lanes would be idle; with stride_w 1 the implicit GEMM
+  // forward measured faster on every suite shape.
   return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && g.stride_w != 1 && group_out >= 16;
+}
+
+bool use_padded_grad_weight(const at::Tensor& input, const ConvGeometry& g, int64_t out_channels, int64_t groups) {
+  if (use_padded_conv2d(input, g, out_channels / groups)) return true;
+  if (!(input.scalar_type() == at::kFloat && avx512_gemm_enabled() && out_channels / groups >= 16)) return false;
+  // With stride 1, the implicit GEMM's dw sums its (o, k) blocks over blocks of whole samples, its lane masks set
+  // and its lane sums paid once per block. Where a sample (its input and dy) is more than half a pass, a block holds
+  // one sample or less: there, with padding, the padded dw measured faster (resnet-3x3 17.5 -> 15.6 ms, vgg-like 18.1 -> 13.1 ms
+  // on 2 threads); where samples fit (seed-conv2, dilated) or nothing is padded (pointwise), the implicit one.
+  const bool padded = g.pad_h != 0 || g.pad_w != 0;
+  const int64_t sample_bytes = (g.channels * g.height * g.width + out_channels * g.out_plane()) * int64_t(sizeof(float));
+  return padded && 2 * sample_bytes > kPassBytes;
 }
 
 }  // namespace conv_ext::cpu
@@ -43,9 +59,6 @@ namespace {
 
 using avx512::kCols;
 using avx512::kRows;
-
-// The samples and output rows of one pass: the padded input and dy^T that every task sums over (~L2 sized).
-constexpr int64_t kPassBytes = int64_t{1} << 20;
 
 struct Pass {
   const float* input;       // padded input of the pass's first sample

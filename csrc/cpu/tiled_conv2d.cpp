@@ -335,10 +335,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   const bool implicit = use_implicit_conv2d(input, geometry);
   // The implicit GEMM takes dx where stride 1 makes it a convolution it takes too, and dw where the input rows
-  // are read with step 1; the padded GEMM takes dw where stride_w > 1 (see use_padded_conv2d).
+  // are read with step 1; the padded GEMM takes dw where stride_w > 1 or samples are large (use_padded_grad_weight).
   const bool implicit_input = implicit && geometry.stride_h == 1 && geometry.stride_w == 1 &&
                               use_implicit_conv2d(input, transposed_geometry(geometry, weight.size(0)));
-  const bool padded_weight = use_padded_conv2d(input, geometry, weight.size(0) / groups);
+  const bool padded_weight = use_padded_grad_weight(input, geometry, weight.size(0), groups);
   const bool implicit_weight = !padded_weight && implicit && geometry.stride_w == 1;
   const bool other_input = need_input && !implicit_input;
   const bool other_weight = need_weight && !implicit_weight && !padded_weight;

@@ -42,10 +42,13 @@ void implicit_conv2d_avx512(const float* input, const float* weight, const float
 void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
                                         const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 // The forward and the weight gradient with the output channels in the vector lanes (padded_conv2d_avx512.cpp):
-// any stride, padding and dilation; used for float32 with the AVX-512 GEMM where stride_w > 1 and a group has at
-// least 16 output channels. The forward writes the whole output; the weight gradient the whole (O, C/g, kh, kw)
+// any stride, padding and dilation; used for float32 with the AVX-512 GEMM where a group has at least 16 output
+// channels: the forward where stride_w > 1, the weight gradient there and where samples are large (see
+// use_padded_grad_weight). The forward writes the whole output; the weight gradient the whole (O, C/g, kh, kw)
 // grad_weight (one writer per element, as above).
 bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
+bool use_padded_grad_weight(const at::Tensor& input, const ConvGeometry& geometry, int64_t out_channels,
+                            int64_t groups);
 void padded_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
                           const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 void padded_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
