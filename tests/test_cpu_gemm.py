@@ -65,6 +65,14 @@ EDGES = [
             dilation=(2, 1), padding=(2, 0)),
     # No padding (the input is read in place), 48 lanes (a 32-lane chunk and a 16-lane one), stride 3.
     replace(BASE, name="padded-dw-unpadded", in_channels=2, out_channels=48, size=(10, 10), stride=3),
+    # dx by phases (stride > 1, dilation 1): each phase a stride-1 convolution of dy. Flat panels (phase width ==
+    # Wo); phases of unequal rows and columns (13 x 31) with groups; stride 3 with a row phase no tap reaches (its
+    # dx rows are zeros) and kernels narrower than the stride; padding 3 > k - 1 (phases that crop dy).
+    replace(BASE, name="phased-dx-flat", in_channels=3, out_channels=8, size=(12, 16), stride=2, padding=1),
+    replace(BASE, name="phased-dx-odd", in_channels=4, out_channels=6, groups=2, size=(13, 31), kernel=5, stride=2,
+            padding=2),
+    replace(BASE, name="phased-dx-stride3", size=(9, 48), kernel=(2, 4), stride=3, padding=(0, 1)),
+    replace(BASE, name="phased-dx-cropped", size=(10, 30), stride=2, padding=3),
     # 25 samples of ~87 KB: three passes of samples (short sums per sample, to stay within the tolerance).
     replace(BASE, name="padded-dw-passes", batch=25, in_channels=64, out_channels=16, size=(16, 16), stride=2,
             padding=1),

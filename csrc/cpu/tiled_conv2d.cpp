@@ -178,23 +178,6 @@ StridedMatrix<const T> transposed(StridedMatrix<T> matrix) {
   return {matrix.data, matrix.col_stride, matrix.row_stride};
 }
 
-// dx by the implicit GEMM, for stride 1: the convolution of dy with the flipped, group-transposed weight
-// (transposed_geometry): no column gradient, no col2im. The caller checks that the implicit GEMM takes it.
-at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                               const ConvGeometry& g, int64_t groups) {
-  const int64_t out_channels = weight.size(0);
-  const at::Tensor flipped = weight.view({groups, out_channels / groups, g.channels / groups, g.kernel_h, g.kernel_w})
-                                 .transpose(1, 2)
-                                 .flip({3, 4})
-                                 .reshape({g.channels, out_channels / groups, g.kernel_h, g.kernel_w})
-                                 .contiguous();
-  const ConvGeometry transposed = transposed_geometry(g, out_channels);
-  at::Tensor grad_input = at::empty_like(input);
-  implicit_conv2d_avx512(grad_output.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
-                         grad_input.mutable_data_ptr<float>(), transposed, groups, g.channels);
-  return grad_input;
-}
-
 }  // namespace
 
 at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& weight_arg,
@@ -338,9 +321,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   // are read with step 1; the padded GEMM takes dw where stride_w > 1 or samples are large (use_padded_grad_weight).
   const bool implicit_input = implicit && geometry.stride_h == 1 && geometry.stride_w == 1 &&
                               use_implicit_conv2d(input, transposed_geometry(geometry, weight.size(0)));
+  // With stride > 1, dx by phases, each a stride-1 convolution of dy on the implicit GEMM (use_phased_grad_input).
+  const bool phased_input = !implicit_input && use_phased_grad_input(input, geometry, weight.size(0));
   const bool padded_weight = use_padded_grad_weight(input, geometry, weight.size(0), groups);
   const bool implicit_weight = !padded_weight && implicit && geometry.stride_w == 1;
-  const bool other_input = need_input && !implicit_input;
+  const bool other_input = need_input && !implicit_input && !phased_input;
   const bool other_weight = need_weight && !implicit_weight && !padded_weight;
   at::Tensor grad_input = unused(), grad_weight = unused();
   if (other_input || other_weight) {
@@ -356,6 +341,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   }
   if (need_input && implicit_input) {
     grad_input = implicit_grad_input(grad_output, input, weight, geometry, groups);
+  }
+  if (need_input && phased_input) {
+    grad_input = phased_grad_input(grad_output, input, weight, geometry, groups);
   }
   if (need_weight && padded_weight) {
     grad_weight = at::empty_like(weight);

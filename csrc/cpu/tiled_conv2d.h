@@ -60,5 +60,13 @@ std::vector<float> pack_weight_tap_major(const float* weight, int64_t groups, in
 // For stride 1, dx is the convolution of dy with the weight flipped in both taps and transposed within each
 // group (O/g <-> C/g), padded by d*(k-1) - p: its geometry (input dy, output dx).
 ConvGeometry transposed_geometry(const ConvGeometry& geometry, int64_t out_channels);
+// dx as convolutions of dy on the implicit GEMM (grad_input_as_conv2d.cpp), the whole dx written: for stride 1
+// where the implicit GEMM takes transposed_geometry; for stride > 1 and dilation 1 by phases, where it takes every
+// phase (use_phased_grad_input).
+at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                               const ConvGeometry& geometry, int64_t groups);
+bool use_phased_grad_input(const at::Tensor& input, const ConvGeometry& geometry, int64_t out_channels);
+at::Tensor phased_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                             const ConvGeometry& geometry, int64_t groups);
 
 }  // namespace conv_ext::cpu
