@@ -30,21 +30,31 @@ namespace conv_ext::cpu {
 // over (~L2 sized).
 constexpr int64_t kPassBytes = int64_t{1} << 20;
 
+namespace {
+
+// Below 16 output channels per group most of each vector's lanes would be idle.
+bool padded_gemm_applies(const at::Tensor& input, int64_t group_out) {
+  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && group_out >= 16;
+}
+
+}  // namespace
+
 bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& g, int64_t group_out) {
-  // Below 16 output channels per group most of each vector's lanes would be idle; with stride_w 1 the implicit GEMM
-  // forward measured faster on every suite shape.
-  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && g.stride_w != 1 && group_out >= 16;
+  // With stride_w 1 the implicit GEMM forward measured faster on every suite shape.
+  return padded_gemm_applies(input, group_out) && g.stride_w != 1;
 }
 
 bool use_padded_grad_weight(const at::Tensor& input, const ConvGeometry& g, int64_t out_channels, int64_t groups) {
-  if (use_padded_conv2d(input, g, out_channels / groups)) return true;
-  if (!(input.scalar_type() == at::kFloat && avx512_gemm_enabled() && out_channels / groups >= 16)) return false;
+  if (!padded_gemm_applies(input, out_channels / groups)) return false;
+  if (g.stride_w != 1) return true;  // the implicit GEMM's dw reads the input rows with step 1 only
   // With stride 1, the implicit GEMM's dw sums its (o, k) blocks over blocks of whole samples, its lane masks set
-  // and its lane sums paid once per block. Where a sample (its input and dy) is more than half a pass, a block holds
-  // one sample or less: there, with padding, the padded dw measured faster (resnet-3x3 17.5 -> 15.6 ms, vgg-like 18.1 -> 13.1 ms
-  // on 2 threads); where samples fit (seed-conv2, dilated) or nothing is padded (pointwise), the implicit one.
+  // and its lane sums paid once per block. Where a sample (its input and dy) is more than half a pass, a block
+  // holds one sample or less: there, with padding, the padded dw measured faster (2 threads: resnet-3x3 17.5 ->
+  // 15.6 ms, vgg-like 18.1 -> 13.1 ms); where samples fit (seed-conv2, dilated) or nothing is padded (pointwise),
+  // the implicit one.
   const bool padded = g.pad_h != 0 || g.pad_w != 0;
-  const int64_t sample_bytes = (g.channels * g.height * g.width + out_channels * g.out_plane()) * int64_t(sizeof(float));
+  const int64_t sample_bytes =
+      (g.channels * g.height * g.width + out_channels * g.out_plane()) * int64_t(sizeof(float));
   return padded && 2 * sample_bytes > kPassBytes;
 }
 
@@ -136,16 +146,13 @@ CONV_EXT_AVX512 void transpose_plane(const float* from, int64_t from_stride, flo
   }
 }
 
-// Sample n of the input, padded, into `padded` (layout.sample floats).
-void pad_sample(const float* input, const ConvGeometry& g, const PaddedLayout& layout, int64_t n, float* padded) {
-  const int64_t plane = g.height * g.width;
-  for (int64_t c = 0; c < g.channels; ++c) {
-    float* to = padded + c * layout.plane;
-    const float* from = input + (n * g.channels + c) * plane;
-    std::fill(to, to + layout.plane, 0.0f);
-    for (int64_t h = 0; h < g.height; ++h) {
-      std::copy(from + h * g.width, from + (h + 1) * g.width, to + (h + g.pad_h) * layout.width + g.pad_w);
-    }
+// Plane c of sample n of the input, padded, into `to` (layout.plane floats).
+void pad_plane(const float* input, const ConvGeometry& g, const PaddedLayout& layout, int64_t n, int64_t c,
+               float* to) {
+  const float* from = input + (n * g.channels + c) * g.height * g.width;
+  std::fill(to, to + layout.plane, 0.0f);
+  for (int64_t h = 0; h < g.height; ++h) {
+    std::copy(from + h * g.width, from + (h + 1) * g.width, to + (h + g.pad_h) * layout.width + g.pad_w);
   }
 }
 
@@ -153,8 +160,10 @@ void pad_sample(const float* input, const ConvGeometry& g, const PaddedLayout& l
 void pad_samples(const float* input, const ConvGeometry& g, const PaddedLayout& layout, int64_t n0, int64_t count,
                  float* padded) {
   if (!layout.copy) return;
-  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t s = begin; s < end; ++s) pad_sample(input, g, layout, n0 + s, padded + s * layout.sample);
+  at::parallel_for(0, count * g.channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t sc = begin; sc < end; ++sc) {  // (sample, channel)
+      pad_plane(input, g, layout, n0 + sc / g.channels, sc % g.channels, padded + sc * layout.plane);
+    }
   });
 }
 
@@ -279,7 +288,9 @@ void padded_conv2d_avx512(const float* input, const float* weight, const float* 
     int64_t padded_sample = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t oh = task % g.out_h, group = task / g.out_h % groups, n = task / (g.out_h * groups);
-      if (layout.copy && n != padded_sample) pad_sample(input, g, layout, n, padded.data());
+      if (layout.copy && n != padded_sample) {
+        for (int64_t c = 0; c < g.channels; ++c) pad_plane(input, g, layout, n, c, padded.data() + c * layout.plane);
+      }
       padded_sample = n;
       const float* x = layout.copy ? padded.data() : input + n * layout.sample;
       const StridedMatrix<const float> a{
