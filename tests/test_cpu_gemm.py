@@ -73,6 +73,8 @@ EDGES = [
             padding=2),
     replace(BASE, name="phased-dx-stride3", size=(9, 48), kernel=(2, 4), stride=3, padding=(0, 1)),
     replace(BASE, name="phased-dx-cropped", size=(10, 30), stride=2, padding=3),
+    # No tap reaches any input pixel (1 x 1 kernel, stride 2, padding 1 on a 1 x 1 input): dx is zeros.
+    replace(BASE, name="phased-dx-unreached", size=(1, 1), kernel=1, stride=2, padding=1),
     # 25 samples of ~87 KB: three passes of samples (short sums per sample, to stay within the tolerance).
     replace(BASE, name="padded-dw-passes", batch=25, in_channels=64, out_channels=16, size=(16, 16), stride=2,
             padding=1),

@@ -85,13 +85,15 @@ at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& 
 
 bool use_phased_grad_input(const at::Tensor& input, const ConvGeometry& g, int64_t out_channels) {
   if (g.stride_h * g.stride_w == 1 || g.dilation_h != 1 || g.dilation_w != 1) return false;
-  bool every_phase = true;
+  // Every phase that some tap reaches, and at least one (where none is, dx is zeros: the tiled path writes them).
+  int64_t reached = 0, taken = 0;
   for_each_phase(g, [&](int64_t, int64_t, const PhaseAxis& rows, const PhaseAxis& cols) {
     if (rows.taps > 0 && cols.taps > 0 && rows.length > 0 && cols.length > 0) {
-      every_phase = every_phase && use_implicit_conv2d(input, phase_geometry(g, out_channels, rows, cols));
+      ++reached;
+      taken += use_implicit_conv2d(input, phase_geometry(g, out_channels, rows, cols));
     }
   });
-  return every_phase;
+  return reached > 0 && taken == reached;
 }
 
 at::Tensor phased_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
