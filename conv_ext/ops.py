@@ -37,7 +37,6 @@ def _backward(ctx: Any, grad_output: torch.Tensor) -> Tuple[Optional[torch.Tenso
     return (*grads, None, None, None, None)
 
 
-
 # Double backward. With T(x, w, gy) = <conv(x, w), gy>, the backward op returns gx = dT/dx (bilinear in gy, w),
 # gw = dT/dw (bilinear in x, gy) and gb = sum(gy). For incoming grads (ggx, ggw, ggb) of those outputs:
 #   d/d(gy) = conv(ggx, w) + conv(x, ggw) + ggb (broadcast over N, Ho, Wo)

@@ -101,9 +101,10 @@ at::Tensor phased_grad_input(const at::Tensor& grad_output, const at::Tensor& in
   const int64_t out_channels = weight.size(0);
   const at::Tensor flipped = flipped_transposed_weight(weight, groups);
   at::Tensor grad_input = at::empty_like(input);
-  // One buffer for every phase's output, in turn: phase 0 has the most rows and columns.
-  const at::Tensor buffer = at::empty({g.batch * g.channels * ((g.height + g.stride_h - 1) / g.stride_h) *
-                                       ((g.width + g.stride_w - 1) / g.stride_w)}, input.options());
+  // One buffer for every phase's output, in turn: phase (0, 0) has the most rows and columns.
+  const int64_t most_rows = phase_axis(0, g.stride_h, g.pad_h, g.kernel_h, g.height).length;
+  const int64_t most_cols = phase_axis(0, g.stride_w, g.pad_w, g.kernel_w, g.width).length;
+  const at::Tensor buffer = at::empty({g.batch * g.channels * most_rows * most_cols}, input.options());
   for_each_phase(g, [&](int64_t a, int64_t b, const PhaseAxis& rows, const PhaseAxis& cols) {
     at::Tensor rows_of_phase = grad_input.slice(2, a, g.height, g.stride_h).slice(3, b, g.width, g.stride_w);
     if (rows_of_phase.numel() == 0) return;
