@@ -6,6 +6,7 @@
 
 #include "conv2d.h"
 #include "cpu/gemm.h"
+#include "cpu/tiled_conv2d.h"
 
 namespace conv_ext {
 
@@ -188,6 +189,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return conv_ext::geometry_from_fields(fields).fits_int32_indexing();
   });
   m.def("_col2im_column_offsets", &conv_ext::col2im_column_offsets);
+  // For tests: the CPU kernels that would run the forward, dx and dw of these arguments (after the checks).
+  m.def("_cpu_kernels", [](const at::Tensor& input, const at::Tensor& weight, const std::vector<int64_t>& stride,
+                           const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, int64_t groups) {
+    conv_ext::check_conv2d_args(input, weight, std::nullopt, stride, padding, dilation, groups);
+    const auto kernels = conv_ext::cpu::choose_cpu_kernels(
+        input, weight, conv_ext::make_geometry(input, weight, stride, padding, dilation), groups);
+    return std::vector<std::string>{conv_ext::cpu::kernel_name(kernels.forward),
+                                    conv_ext::cpu::kernel_name(kernels.grad_input),
+                                    conv_ext::cpu::kernel_name(kernels.grad_weight)};
+  });
   m.def("cuda_built", [] {
 #ifdef CONV_EXT_WITH_CUDA
     return true;

@@ -57,14 +57,14 @@ EDGES = [
     replace(BASE, name="rows-stride2-depthwise", in_channels=5, out_channels=5, groups=5, size=(6, 30), stride=2,
             padding=1),
     replace(BASE, name="rows-stride2-pointwise", kernel=1, size=(4, 32), stride=2),
-    # dw with the output channels in the lanes (stride_w > 1, >= 16 output channels per group): K = 27 = 3 * 8 + 2
-    # + 1 rows, 17 lanes (a second vector of one lane).
-    replace(BASE, name="padded-dw-tails", in_channels=3, out_channels=17, size=(9, 11), stride=2, padding=1),
+    # The exact-taps dw (>= 16 output channels per group), output channels in the lanes: 3 input channels (a
+    # 2 + 1-row block per tap), 17 lanes (a second vector of one lane), stride 2.
+    replace(BASE, name="exact-dw-tails", in_channels=3, out_channels=17, size=(9, 11), stride=2, padding=1),
     # Two groups of 20 (16 + 4 lanes), stride 2 in width only, dilation in height, no padding in width.
-    replace(BASE, name="padded-dw-groups", in_channels=4, out_channels=40, groups=2, size=(9, 13), stride=(1, 2),
+    replace(BASE, name="exact-dw-groups", in_channels=4, out_channels=40, groups=2, size=(9, 13), stride=(1, 2),
             dilation=(2, 1), padding=(2, 0)),
-    # No padding (the input is read in place), 48 lanes (a 32-lane chunk and a 16-lane one), stride 3.
-    replace(BASE, name="padded-dw-unpadded", in_channels=2, out_channels=48, size=(10, 10), stride=3),
+    # No padding, 48 lanes (a 32-lane chunk and a 16-lane one), stride 3.
+    replace(BASE, name="exact-dw-unpadded", in_channels=2, out_channels=48, size=(10, 10), stride=3),
     # dx by phases (stride > 1, dilation 1): each phase a stride-1 convolution of dy. Flat panels (phase width ==
     # Wo); phases of unequal rows and columns (13 x 31) with groups; stride 3 with a row phase no tap reaches (its
     # dx rows are zeros) and kernels narrower than the stride; padding 3 > k - 1 (phases that crop dy).
@@ -75,8 +75,8 @@ EDGES = [
     replace(BASE, name="phased-dx-cropped", size=(10, 30), stride=2, padding=3),
     # No tap reaches any input pixel (1 x 1 kernel, stride 2, padding 1 on a 1 x 1 input): dx is zeros.
     replace(BASE, name="phased-dx-unreached", size=(1, 1), kernel=1, stride=2, padding=1),
-    # 25 samples of ~87 KB: three passes of samples (short sums per sample, to stay within the tolerance).
-    replace(BASE, name="padded-dw-passes", batch=25, in_channels=64, out_channels=16, size=(16, 16), stride=2,
+    # 25 samples of ~70 KB: two passes of samples (short sums per sample, to stay within the tolerance).
+    replace(BASE, name="exact-dw-passes", batch=25, in_channels=64, out_channels=16, size=(16, 16), stride=2,
             padding=1),
 ]
 
@@ -92,11 +92,11 @@ def test_kernel_edges_match_torch(backend, case, bias):
 # Samples over 1 MiB: the implicit dw sums them in blocks of panels, one block after another. (4 + 5) x 40,000
 # floats with 'same' padding (flat panels); 'valid' padding on 300 x 302 (row panels: Wo != W; dx then runs the
 # implicit GEMM on row panels too).
-# With 16 output channels: the padded dw (a 1.5 MB padded sample at stride 2; 3.2 MB at stride 1, a sample over
-# half a pass) sums it in passes of output rows.
+# With 16 output channels: the exact-taps dw (a 1.5 MB sample at stride 2; 3.2 MB at stride 1) sums it in passes
+# of output rows.
 LARGE_SAMPLES = {"flat-panels": ((200, 200), 1, (200, 200), 1, 5), "row-panels": ((300, 302), 0, (298, 300), 1, 5),
-                 "padded-dw-rows": ((300, 302), 1, (150, 151), 2, 16),
-                 "padded-dw-stride1": ((200, 200), 1, (200, 200), 1, 16)}
+                 "exact-dw-rows": ((300, 302), 1, (150, 151), 2, 16),
+                 "exact-dw-stride1": ((200, 200), 1, (200, 200), 1, 16)}
 
 
 @backends

@@ -24,6 +24,15 @@ inline ValidRange valid_outputs(int64_t out_length, int64_t in_length, int64_t s
   return {begin, std::max(begin, std::min(last, out_length))};
 }
 
+// The taps [begin, end) of a kernel axis whose input index origin + tap*dilation falls inside [0, in_length),
+// for an output whose window starts at `origin` (= o*stride - pad).
+inline ValidRange valid_taps(int64_t origin, int64_t in_length, int64_t dilation, int64_t kernel) {
+  const int64_t first = origin >= 0 ? 0 : (-origin + dilation - 1) / dilation;
+  const int64_t last = origin >= in_length ? 0 : (in_length - 1 - origin) / dilation + 1;
+  const int64_t begin = std::min(first, kernel);
+  return {begin, std::max(begin, std::min(last, kernel))};
+}
+
 // Tap (i, j) of column row `row` = (c*kh + i)*kw + j.
 struct Tap {
   int64_t c, i, j;

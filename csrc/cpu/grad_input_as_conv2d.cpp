@@ -1,4 +1,5 @@
-// dx as forward convolutions of dy on the implicit GEMM: no column gradient, no col2im.
+// dx as forward convolutions of dy on the implicit GEMM (or, stride 1, the exact-taps forward): no column
+// gradient, no col2im.
 //
 // Stride 1: dx is the convolution of dy with the weight flipped in both taps and transposed within each group
 // (O/g <-> C/g), padded by d*(k-1) - p (transposed_geometry).
@@ -72,14 +73,15 @@ void for_each_phase(const ConvGeometry& g, Phase phase) {
 
 }  // namespace
 
-at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                               const ConvGeometry& g, int64_t groups) {
+at::Tensor grad_input_as_conv2d(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                                const ConvGeometry& g, int64_t groups, CpuKernel kernel) {
   const int64_t out_channels = weight.size(0);
   const at::Tensor flipped = flipped_transposed_weight(weight, groups).contiguous();
   at::Tensor grad_input = at::empty_like(input);
-  implicit_conv2d_avx512(grad_output.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
-                         grad_input.mutable_data_ptr<float>(), transposed_geometry(g, out_channels), groups,
-                         g.channels);
+  const ConvGeometry dx_as_conv2d = transposed_geometry(g, out_channels);
+  const auto conv2d = kernel == CpuKernel::exact_taps ? exact_taps_conv2d_avx512 : implicit_conv2d_avx512;
+  conv2d(grad_output.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
+         grad_input.mutable_data_ptr<float>(), dx_as_conv2d, groups, g.channels);
   return grad_input;
 }
 

@@ -193,9 +193,11 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   // The padded and the implicit GEMM: no columns at all.
-  const auto column_free = use_padded_conv2d(input, geometry, weight.size(0) / groups) ? padded_conv2d_avx512
-                           : use_implicit_conv2d(input, geometry)                        ? implicit_conv2d_avx512
-                                                                                         : nullptr;
+  const CpuKernel kernel = choose_cpu_kernels(input, weight, geometry, groups).forward;
+  const auto column_free = kernel == CpuKernel::padded       ? padded_conv2d_avx512
+                           : kernel == CpuKernel::exact_taps ? exact_taps_conv2d_avx512
+                           : kernel == CpuKernel::implicit   ? implicit_conv2d_avx512
+                                                             : nullptr;
   if (column_free) {
     at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
     column_free(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
@@ -203,7 +205,7 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
                 weight.size(0));
     return output;
   }
-  if (use_depthwise_path(input, weight, groups)) {
+  if (kernel == CpuKernel::depthwise) {
     return conv2d_forward_depthwise(input, weight, bias, geometry);
   }
   const TiledProblem p = make_tiled_problem(input, weight, stride, padding, dilation, groups, 1);
@@ -316,20 +318,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   auto unused = [&] { return unrequested_output(input); };
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
-  const bool implicit = use_implicit_conv2d(input, geometry);
-  // The implicit GEMM takes dx where stride 1 makes it a convolution it takes too, and dw where the input rows
-  // are read with step 1; the padded GEMM takes dw where stride_w > 1 or samples are large (use_padded_grad_weight).
-  const bool implicit_input = implicit && geometry.stride_h == 1 && geometry.stride_w == 1 &&
-                              use_implicit_conv2d(input, transposed_geometry(geometry, weight.size(0)));
-  // With stride > 1, dx by phases, each a stride-1 convolution of dy on the implicit GEMM (use_phased_grad_input).
-  const bool phased_input = !implicit_input && use_phased_grad_input(input, geometry, weight.size(0));
-  const bool padded_weight = use_padded_grad_weight(input, geometry, weight.size(0), groups);
-  const bool implicit_weight = !padded_weight && implicit && geometry.stride_w == 1;
-  const bool other_input = need_input && !implicit_input && !phased_input;
-  const bool other_weight = need_weight && !implicit_weight && !padded_weight;
+  const CpuKernels kernels = choose_cpu_kernels(input, weight, geometry, groups);
+  const bool as_conv2d_input = kernels.grad_input == CpuKernel::implicit || kernels.grad_input == CpuKernel::exact_taps;
+  const bool phased_input = kernels.grad_input == CpuKernel::phased;
+  const bool exact_weight = kernels.grad_weight == CpuKernel::exact_taps;
+  const bool implicit_weight = kernels.grad_weight == CpuKernel::implicit;
+  const bool other_input = need_input && !as_conv2d_input && !phased_input;
+  const bool other_weight = need_weight && !implicit_weight && !exact_weight;
   at::Tensor grad_input = unused(), grad_weight = unused();
   if (other_input || other_weight) {
-    if (use_depthwise_path(input, weight, groups)) {  // no columns either
+    // The passes that no column-free kernel takes: the depthwise loops (no columns either) or the tiled path,
+    // the same for both.
+    if ((other_input ? kernels.grad_input : kernels.grad_weight) == CpuKernel::depthwise) {
       if (other_input) grad_input = at::empty_like(input);
       if (other_weight) grad_weight = at::empty_like(weight);
       conv2d_backward_depthwise(grad_output, input, weight, geometry, other_input ? grad_input : at::Tensor(),
@@ -339,16 +339,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
                                                          groups, other_input, other_weight);
     }
   }
-  if (need_input && implicit_input) {
-    grad_input = implicit_grad_input(grad_output, input, weight, geometry, groups);
+  if (need_input && as_conv2d_input) {
+    grad_input = grad_input_as_conv2d(grad_output, input, weight, geometry, groups, kernels.grad_input);
   }
   if (need_input && phased_input) {
     grad_input = phased_grad_input(grad_output, input, weight, geometry, groups);
   }
-  if (need_weight && padded_weight) {
+  if (need_weight && exact_weight) {
     grad_weight = at::empty_like(weight);
-    padded_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
-                              grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
+    exact_taps_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
+                                  grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
   }
   if (need_weight && implicit_weight) {
     grad_weight = at::empty_like(weight);

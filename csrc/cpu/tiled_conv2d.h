@@ -12,6 +12,15 @@
 
 namespace conv_ext::cpu {
 
+// The CPU kernels (kernel_choice.cpp): which one runs the forward, dx and dw of a convolution.
+enum class CpuKernel { padded, exact_taps, implicit, phased, depthwise, tiled };
+struct CpuKernels {
+  CpuKernel forward, grad_input, grad_weight;
+};
+CpuKernels choose_cpu_kernels(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& geometry,
+                              int64_t groups);
+const char* kernel_name(CpuKernel kernel);
+
 at::Tensor conv2d_forward_tiled(const at::Tensor& input, const at::Tensor& weight,
                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
@@ -41,18 +50,25 @@ void implicit_conv2d_avx512(const float* input, const float* weight, const float
 // element: deterministic and independent of the thread count).
 void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
                                         const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
-// The forward and the weight gradient with the output channels in the vector lanes (padded_conv2d_avx512.cpp):
-// any stride, padding and dilation; used for float32 with the AVX-512 GEMM where a group has at least 16 output
-// channels: the forward where stride_w > 1, the weight gradient there and where samples are large (see
-// use_padded_grad_weight). The forward writes the whole output; the weight gradient the whole (O, C/g, kh, kw)
-// grad_weight (one writer per element, as above).
+// The forward with the output channels in the vector lanes over a zero-padded copy of the input
+// (padded_conv2d_avx512.cpp): any stride, padding and dilation; used for float32 with the AVX-512 GEMM where
+// stride_w > 1 and a group has at least 16 output channels. Writes the whole output.
 bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
-bool use_padded_grad_weight(const at::Tensor& input, const ConvGeometry& geometry, int64_t out_channels,
-                            int64_t groups);
 void padded_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
                           const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
-void padded_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
-                               const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+// The forward with the output channels in the vector lanes and samples in the register rows, summing only the
+// taps inside the image (exact_taps_conv2d_avx512.cpp): float32 with the AVX-512 GEMM, at least 16 output
+// channels per group, any stride and dilation; used where padding and idle lanes would cost the implicit GEMM
+// much (see use_exact_taps_conv2d). Writes the whole output.
+bool use_exact_taps_conv2d(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
+void exact_taps_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
+                              const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+// The weight gradient the same way (exact_taps_grad_weight_avx512.cpp): float32 with the AVX-512 GEMM where a
+// group has at least 16 output channels, any stride, padding and dilation. Writes the whole (O, C/g, kh, kw)
+// grad_weight, one writer per element (deterministic and independent of the thread count).
+bool use_exact_taps_grad_weight(const at::Tensor& input, int64_t group_out);
+void exact_taps_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
+                                   const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 // The weight (O, C/g, kh, kw) as [group][tap][c][o]: the sums of the implicit GEMM and of the padded forward run
 // tap by tap, channels inside, with the output channels of one step side by side.
 std::vector<float> pack_weight_tap_major(const float* weight, int64_t groups, int64_t out_channels,
@@ -60,11 +76,12 @@ std::vector<float> pack_weight_tap_major(const float* weight, int64_t groups, in
 // For stride 1, dx is the convolution of dy with the weight flipped in both taps and transposed within each
 // group (O/g <-> C/g), padded by d*(k-1) - p: its geometry (input dy, output dx).
 ConvGeometry transposed_geometry(const ConvGeometry& geometry, int64_t out_channels);
-// dx as convolutions of dy on the implicit GEMM (grad_input_as_conv2d.cpp), the whole dx written: for stride 1
-// where the implicit GEMM takes transposed_geometry; for stride > 1 and dilation 1 by phases, where it takes every
-// phase (use_phased_grad_input).
-at::Tensor implicit_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                               const ConvGeometry& geometry, int64_t groups);
+// dx as convolutions of dy (grad_input_as_conv2d.cpp), the whole dx written: for stride 1 on the implicit GEMM or
+// the exact-taps forward (`kernel`: CpuKernel::implicit or CpuKernel::exact_taps), where the implicit GEMM takes
+// transposed_geometry; for stride > 1 and dilation 1 by phases on the implicit GEMM, where it takes every phase
+// (use_phased_grad_input).
+at::Tensor grad_input_as_conv2d(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                                const ConvGeometry& geometry, int64_t groups, CpuKernel kernel);
 bool use_phased_grad_input(const at::Tensor& input, const ConvGeometry& geometry, int64_t out_channels);
 at::Tensor phased_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                              const ConvGeometry& geometry, int64_t groups);

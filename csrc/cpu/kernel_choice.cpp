@@ -1,0 +1,46 @@
+// Which CPU kernel runs each pass of a convolution: the one place for the rules that the ops follow (and that
+// tests read back through conv_ext._C._cpu_kernels).
+#include "tiled_conv2d.h"
+
+namespace conv_ext::cpu {
+
+const char* kernel_name(CpuKernel kernel) {
+  switch (kernel) {
+    case CpuKernel::padded: return "padded";
+    case CpuKernel::exact_taps: return "exact_taps";
+    case CpuKernel::implicit: return "implicit";
+    case CpuKernel::phased: return "phased";
+    case CpuKernel::depthwise: return "depthwise";
+    case CpuKernel::tiled: return "tiled";
+  }
+  return "?";
+}
+
+CpuKernels choose_cpu_kernels(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& g,
+                              int64_t groups) {
+  const int64_t out_channels = weight.size(0), group_out = out_channels / groups;
+  const bool implicit = use_implicit_conv2d(input, g);
+  const CpuKernel fallback = use_depthwise_path(input, weight, groups) ? CpuKernel::depthwise : CpuKernel::tiled;
+  CpuKernels kernels{fallback, fallback, fallback};
+  kernels.forward = use_padded_conv2d(input, g, group_out)       ? CpuKernel::padded
+                    : use_exact_taps_conv2d(input, g, group_out) ? CpuKernel::exact_taps
+                    : implicit                                   ? CpuKernel::implicit
+                                                                 : fallback;
+  // dx, stride 1: the convolution of dy that dx is, where the implicit GEMM takes it (run by the exact-taps
+  // forward where that one would take it); stride > 1: by phases.
+  const ConvGeometry dx_as_conv2d = transposed_geometry(g, out_channels);
+  if (implicit && g.stride_h == 1 && g.stride_w == 1 && use_implicit_conv2d(input, dx_as_conv2d)) {
+    kernels.grad_input = use_exact_taps_conv2d(input, dx_as_conv2d, g.channels / groups) ? CpuKernel::exact_taps
+                                                                                         : CpuKernel::implicit;
+  } else if (use_phased_grad_input(input, g, out_channels)) {
+    kernels.grad_input = CpuKernel::phased;
+  }
+  // dw: the exact-taps dw measured faster than the implicit one on every suite shape with 16 output channels per
+  // group or more; the implicit one below that, where it reads the input rows with step 1.
+  kernels.grad_weight = use_exact_taps_grad_weight(input, group_out) ? CpuKernel::exact_taps
+                        : implicit && g.stride_w == 1                ? CpuKernel::implicit
+                                                                     : fallback;
+  return kernels;
+}
+
+}  // namespace conv_ext::cpu

@@ -1,0 +1,111 @@
+"""The exact-taps kernels (float32 with our AVX-512 GEMM): the forward, and dx as a convolution of dy, that sum only
+the taps inside the image (samples in the register rows, output channels in the lanes), and the dw that sums each
+tap over exactly the outputs whose window puts it inside the image. Each case first checks that the op chooses
+the kernels it is meant to reach (on a CPU with AVX-512; elsewhere ATen's GEMM runs them all and only the
+comparison is left), then compares the forward and the three gradients with torch."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+import conv_ext
+from conv_cases import BASE, ConvCase, assert_matches_torch, case_kwargs, forward_and_grads, make_tensors, with_bias
+from test_determinism import num_threads
+
+HAVE_AVX512 = conv_ext._C.avx512_gemm_available()
+
+# (case, the kernels of the forward, dx and dw).
+CASES = [
+    # 17 output channels: a second vector of one lane; 19 samples: 2 blocks of 8 and a tail of 3 (4 + 2 + 1 rows).
+    (replace(BASE, name="lane-and-sample-tails", batch=19, in_channels=5, out_channels=17, size=(7, 9), kernel=5,
+             padding=2), ("exact_taps", "implicit", "exact_taps")),
+    # Groups of 48 output channels (a 32-lane chunk and a 16-lane one), dilation 2.
+    (replace(BASE, name="groups-of-48-dilated", batch=3, in_channels=4, out_channels=96, groups=2, size=(6, 6),
+             dilation=2, padding=2), ("exact_taps", "implicit", "exact_taps")),
+    # A 1x1 kernel with padding 2: the outer ring of outputs has no tap inside the image (bias only).
+    (replace(BASE, name="windows-without-taps", in_channels=3, out_channels=16, size=(4, 4), kernel=1, padding=2),
+     ("exact_taps", "tiled", "exact_taps")),
+    # 16 output channels: blocks of 16 samples (35 = 16 + 16 + 3); dx (16 input channels) the same way. (Small
+    # planes: dw sums batch x positions products in one lane, and torch's own float32 dw is off by ~2e-4 at 3,500.)
+    (replace(BASE, name="blocks-of-16-samples", batch=35, in_channels=16, out_channels=16, size=(6, 7), kernel=5,
+             padding=2), ("exact_taps", "exact_taps", "exact_taps")),
+    # One sample: the output rows split into bands for the threads.
+    (replace(BASE, name="one-sample-in-bands", batch=1, in_channels=16, out_channels=24, size=(12, 12), kernel=5,
+             padding=2), ("exact_taps", "exact_taps", "exact_taps")),
+    # Dilation 4, padding 4 on 2 x 2: taps i = 0 and 2 (and j = 0, 2) reach no output at all.
+    (replace(BASE, name="taps-that-reach-nothing", in_channels=3, out_channels=16, size=(2, 2), dilation=4,
+             padding=4), ("exact_taps", "implicit", "exact_taps")),
+    # 15 input channels: dw's register blocks of 8, 4, 2 and 1 channels; stride 2.
+    (replace(BASE, name="channel-tails-strided", batch=3, in_channels=15, out_channels=16, size=(9, 11), stride=2,
+             padding=1), ("padded", "tiled", "exact_taps")),
+    # Stride 2 in height only: the forward's windows step two input rows per output row; dx by phases.
+    (replace(BASE, name="stride-h2", batch=4, in_channels=3, out_channels=24, size=(9, 9), kernel=5, stride=(2, 1),
+             padding=2), ("exact_taps", "phased", "exact_taps")),
+    # Two groups of 16 input and output channels: dx as a grouped convolution of dy.
+    (replace(BASE, name="grouped-dx", batch=9, in_channels=32, out_channels=32, groups=2, size=(7, 7), kernel=5,
+             padding=2), ("exact_taps", "exact_taps", "exact_taps")),
+]
+case_ids = [case.name for case, _ in CASES]
+
+
+def chosen_kernels(case: ConvCase):
+    input, weight, _ = make_tensors(case, torch.float32, False)
+    pair = lambda v: [v, v] if isinstance(v, int) else list(v)  # noqa: E731
+    return tuple(conv_ext._C._cpu_kernels(input, weight, pair(case.stride), pair(case.padding), pair(case.dilation),
+                                          case.groups))
+
+
+@pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
+@with_bias
+def test_exact_taps_cases_match_torch(case, kernels, bias):
+    if HAVE_AVX512:
+        assert chosen_kernels(case) == kernels
+    assert_matches_torch(conv_ext.conv2d, case, torch.float32, bias)
+
+
+@pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
+def test_exact_taps_results_do_not_depend_on_the_thread_count(case, kernels):
+    """Each output and each dw element is summed by one thread in a fixed order: bitwise equal on 1 and 2 threads."""
+    def run():
+        input, weight, bias = make_tensors(case, torch.float32, True)
+        output, grads, _ = forward_and_grads(conv_ext.conv2d, input, weight, bias, None, **case_kwargs(case))
+        return (output, *grads)
+
+    with num_threads(1):
+        one = run()
+    with num_threads(2):
+        two = run()
+    for name, a, b in zip(("output", "grad_input", "grad_weight", "grad_bias"), one, two):
+        assert torch.equal(a, b), name
+
+
+def test_windows_without_taps_are_the_bias():
+    """Outputs whose window lies wholly in the padding sum nothing: exactly the bias."""
+    input = torch.randn(2, 3, 4, 4)
+    weight = torch.randn(16, 3, 1, 1)
+    bias = torch.randn(16)
+    output = conv_ext.conv2d(input, weight, bias, padding=2)
+    ring = torch.ones(8, 8, dtype=torch.bool)
+    ring[2:6, 2:6] = False
+    assert torch.equal(output[:, :, ring], bias[None, :, None].expand(2, 16, int(ring.sum())))
+
+
+@pytest.mark.parametrize("batch", [1, 24])
+def test_seed_conv2_geometry_stays_at_float32_rounding(batch):
+    """seed-conv2's geometry (16 -> 32, 14 x 14, 5 x 5, padding 2), where the exact-taps kernels run all three
+    passes, against float64: each dw element sums up to batch * 196 products in one accumulator lane."""
+    generator = torch.Generator().manual_seed(0)
+    input = torch.randn(batch, 16, 14, 14, generator=generator, dtype=torch.float64)
+    weight = torch.randn(32, 16, 5, 5, generator=generator, dtype=torch.float64)
+    grad_output = torch.randn(batch, 32, 14, 14, generator=generator, dtype=torch.float64)
+    args = ([1, 1], [2, 2], [1, 1], 1)
+    if HAVE_AVX512:
+        assert tuple(conv_ext._C._cpu_kernels(input.float(), weight.float(), *args)) == ("exact_taps",) * 3
+    expected = (torch.ops.conv_ext.conv2d(input, weight, None, *args),
+                *torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, *args, [True, True, False])[:2])
+    got = (torch.ops.conv_ext.conv2d(input.float(), weight.float(), None, *args),
+           *torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(), *args,
+                                               [True, True, False])[:2])
+    for name, g, e in zip(("output", "grad_input", "grad_weight"), got, expected):
+        error = (g.double() - e).abs().max().item() / e.abs().max().item()
+        assert error < 1e-5, (name, error)
