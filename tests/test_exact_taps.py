@@ -16,13 +16,15 @@ HAVE_AVX512 = conv_ext._C.avx512_gemm_available()
 
 # (case, the kernels of the forward, dx and dw).
 CASES = [
-    # 17 output channels: a second vector of one lane; 19 samples: 2 blocks of 8 and a tail of 3 (4 + 2 + 1 rows).
-    (replace(BASE, name="lane-and-sample-tails", batch=19, in_channels=5, out_channels=17, size=(7, 9), kernel=5,
+    # 17 output channels: a second vector of one lane; 19 samples: 2 blocks of 8 and a tail of 3 (4 + 2 + 1 rows);
+    # 9 input channels: dw blocks of 8 and 1 channels.
+    (replace(BASE, name="lane-and-sample-tails", batch=19, in_channels=9, out_channels=17, size=(7, 9), kernel=5,
              padding=2), ("exact_taps", "implicit", "exact_taps")),
     # Groups of 48 output channels (a 32-lane chunk and a 16-lane one), dilation 2.
-    (replace(BASE, name="groups-of-48-dilated", batch=3, in_channels=4, out_channels=96, groups=2, size=(6, 6),
+    (replace(BASE, name="groups-of-48-dilated", batch=3, in_channels=16, out_channels=96, groups=2, size=(6, 6),
              dilation=2, padding=2), ("exact_taps", "implicit", "exact_taps")),
-    # A 1x1 kernel with padding 2: the outer ring of outputs has no tap inside the image (bias only).
+    # A 1x1 kernel with padding 2: the outer ring of outputs has no tap inside the image (bias only); 3 input
+    # channels, but rows of 8 outputs are too short for the implicit GEMM: the exact-taps dw.
     (replace(BASE, name="windows-without-taps", in_channels=3, out_channels=16, size=(4, 4), kernel=1, padding=2),
      ("exact_taps", "tiled", "exact_taps")),
     # 16 output channels: blocks of 16 samples (35 = 16 + 16 + 3); dx (16 input channels) the same way. (Small
@@ -33,12 +35,13 @@ CASES = [
     (replace(BASE, name="one-sample-in-bands", batch=1, in_channels=16, out_channels=24, size=(12, 12), kernel=5,
              padding=2), ("exact_taps", "exact_taps", "exact_taps")),
     # Dilation 4, padding 4 on 2 x 2: taps i = 0 and 2 (and j = 0, 2) reach no output at all.
-    (replace(BASE, name="taps-that-reach-nothing", in_channels=3, out_channels=16, size=(2, 2), dilation=4,
+    (replace(BASE, name="taps-that-reach-nothing", in_channels=8, out_channels=16, size=(2, 2), dilation=4,
              padding=4), ("exact_taps", "implicit", "exact_taps")),
     # 15 input channels: dw's register blocks of 8, 4, 2 and 1 channels; stride 2.
     (replace(BASE, name="channel-tails-strided", batch=3, in_channels=15, out_channels=16, size=(9, 11), stride=2,
              padding=1), ("padded", "tiled", "exact_taps")),
-    # Stride 2 in height only: the forward's windows step two input rows per output row; dx by phases.
+    # Stride 2 in height only: the forward's windows step two input rows per output row; dx by phases; 3 input
+    # channels, but rows of 9 outputs are too short for the implicit GEMM: the exact-taps dw.
     (replace(BASE, name="stride-h2", batch=4, in_channels=3, out_channels=24, size=(9, 9), kernel=5, stride=(2, 1),
              padding=2), ("exact_taps", "phased", "exact_taps")),
     # Two groups of 16 input and output channels: dx as a grouped convolution of dy.
