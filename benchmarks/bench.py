@@ -25,6 +25,7 @@ from conv_ext import settings
 from conv_ext.reference import UnfoldConv2d, conv2d_unfold
 from conv_ext.train import build_seed_cnn
 
+from .heap import pin_glibc_heap
 from .memory import cuda_peak_bytes, saved_for_backward_bytes
 from .report import format_markdown, update_readme, write_chart
 from .shapes import SUITE, Shape
@@ -45,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--aten-gemm", action="store_true",
                         help="ext's float32 CPU GEMMs through ATen instead of its AVX-512 kernel (for comparison)")
     parser.add_argument("--no-training", action="store_true", help="skip the seed-CNN training step")
+    parser.add_argument("--default-heap", action="store_true",
+                        help="leave glibc's heap trimming as it is (by default the run pins the heap: see "
+                             "benchmarks/heap.py)")
     parser.add_argument("--no-tf32", action="store_true",
                         help="on CUDA, torch.backends.cudnn.allow_tf32 = False: torch's cuDNN convolutions in full "
                              "float32 like ext's GEMMs (by default cuDNN runs float32 convolutions in TF32)")
@@ -171,6 +175,7 @@ def apply_settings(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     apply_settings(args)
+    heap_pinned = not args.default_heap and pin_glibc_heap()
     rounds, seconds = (3, 0.02) if args.quick else (9, 0.2)
     try:
         from tqdm import tqdm
@@ -189,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
     results = {
         "meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
                  "machine": machine_name(args.device), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                 "quick": args.quick, "rounds": rounds,
+                 "quick": args.quick, "rounds": rounds, "glibc_heap_pinned": heap_pinned,
                  "ext_cpu_gemm": settings.cpu_gemm() if args.device == "cpu" else None,
                  "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if args.device == "cuda" else None},
         "gemm_flops_per_second": gemm_rate, "shapes": {}}

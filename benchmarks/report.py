@@ -21,6 +21,15 @@ def _tf32_note(meta: dict) -> str:
     return " torch's cuDNN convolutions in full float32 (--no-tf32), as ext's."
 
 
+def _heap_note(meta: dict) -> str:
+    """Whether glibc's heap was pinned for the run (benchmarks/heap.py)."""
+    if meta.get("glibc_heap_pinned") is None:  # a run from before the setting was recorded
+        return ""
+    if meta["glibc_heap_pinned"]:
+        return " glibc's heap pinned (no trimming: no implementation pays re-faulted pages; benchmarks/heap.py)."
+    return " glibc's heap as it comes (--default-heap, or not glibc): page faults land as the heap's history has it."
+
+
 def format_markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [
@@ -29,7 +38,7 @@ def format_markdown(results: dict) -> str:
         f"{' (--quick)' if meta['quick'] else ''}. Machine GEMM rate (float32 torch.mm): "
         f"{results['gemm_flops_per_second'] / 1e9:.1f} GFLOP/s."
         + (f" ext's float32 GEMM: {meta['ext_cpu_gemm']}." if meta.get("ext_cpu_gemm") else "")
-        + _tf32_note(meta),
+        + _tf32_note(meta) + _heap_note(meta),
         "",
         "| shape | config | fwd ms ext | fwd ms unfold | fwd ms torch | fwd+bwd ms ext | fwd+bwd ms unfold "
         "| fwd+bwd ms torch | ext speed-up vs unfold (fwd+bwd) | ext / torch time (fwd+bwd) "

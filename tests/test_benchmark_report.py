@@ -1,5 +1,5 @@
 """The benchmark report says, on CUDA, whether torch's cuDNN ran float32 convolutions in TF32 (ext's GEMMs are full
-float32), and --no-tf32 turns TF32 off for the run."""
+float32), and --no-tf32 turns TF32 off for the run; whether glibc's heap was pinned (benchmarks/heap.py)."""
 import sys
 from pathlib import Path
 
@@ -26,3 +26,18 @@ def test_no_tf32_turns_cudnn_tf32_off_for_the_run():
         assert torch.backends.cudnn.allow_tf32 is False
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+def test_heap_note_follows_the_recorded_setting():
+    from benchmarks.report import _heap_note
+    assert _heap_note({}) == ""
+    assert "heap pinned" in _heap_note({"glibc_heap_pinned": True})
+    assert "--default-heap" in _heap_note({"glibc_heap_pinned": False})
+
+
+def test_the_heap_is_pinned_where_the_c_library_is_glibc():
+    """mallopt takes both settings on glibc; elsewhere there is nothing to pin and the run says so."""
+    import platform
+
+    from benchmarks.heap import pin_glibc_heap
+    assert pin_glibc_heap() == (platform.libc_ver()[0] == "glibc")

@@ -119,17 +119,20 @@ struct ExactTaps {
   int64_t row_step, col_step;      // the interleaved input's distance between tap rows, between tap columns
   int64_t weight_row_step;         // the packed weight's distance between tap rows
 
+  // The rows of A are consecutive floats (a_rs is 1): as a constant, the broadcasts take fixed offsets.
   template <int ROWS, int VECTORS>
-  CONV_EXT_AVX512_INLINE void sum_into(int64_t, const float* a, int64_t a_rs, int64_t,
+  CONV_EXT_AVX512_INLINE void sum_into(int64_t, const float* a, int64_t, int64_t,
                                        __m512 (&block)[ROWS][VECTORS]) const {
+    __mmask16 mask[VECTORS];  // in registers for the whole sum, not reloaded every step
+    CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) mask[v] = lanes[v];
     for (int64_t i = 0; i < tap_rows; ++i) {
       const float* b = weight + i * weight_row_step;
       for (int64_t j = 0; j < tap_cols; ++j) {
         const float* x = a + i * row_step + j * col_step;
         for (int64_t c = 0; c < channels; ++c, x += channel_step, b += group_out) {
           __m512 row[VECTORS];
-          CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) row[v] = _mm512_maskz_loadu_ps(lanes[v], b + 16 * v);
-          avx512::fma_step<ROWS, VECTORS>(block, x, a_rs, row);
+          CONV_EXT_UNROLL for (int v = 0; v < VECTORS; ++v) row[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
+          avx512::fma_step<ROWS, VECTORS>(block, [x](int r) { return x[r]; }, row);
         }
       }
     }
