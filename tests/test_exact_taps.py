@@ -3,12 +3,15 @@ the taps inside the image (samples in the register rows, output channels in the 
 tap over exactly the outputs whose window puts it inside the image. Each case first checks that the op chooses
 the kernels it is meant to reach (on a CPU with AVX-512; elsewhere ATen's GEMM runs them all and only the
 comparison is left), then compares the forward and the three gradients with torch."""
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 import conv_ext
+from conv_ext import settings
 from conv_cases import BASE, ConvCase, assert_matches_torch, case_kwargs, forward_and_grads, make_tensors, with_bias
 from test_determinism import num_threads
 
@@ -112,3 +115,34 @@ def test_seed_conv2_geometry_stays_at_float32_rounding(batch):
     for name, g, e in zip(("output", "grad_input", "grad_weight"), got, expected):
         error = (g.double() - e).abs().max().item() / e.abs().max().item()
         assert error < 1e-5, (name, error)
+
+
+# The kernels of the benchmark suite's shapes (forward, dx, dw), as README's "How it works" lists them.
+SUITE_KERNELS = {
+    "seed-conv1": ("implicit", "implicit", "implicit"),
+    "seed-conv2": ("exact_taps", "exact_taps", "exact_taps"),
+    "resnet-3x3": ("implicit", "implicit", "exact_taps"),
+    "vgg-like": ("implicit", "implicit", "exact_taps"),
+    "strided-5x5": ("padded", "phased", "exact_taps"),
+    "dilated": ("implicit", "implicit", "exact_taps"),
+    "grouped": ("implicit", "implicit", "exact_taps"),
+    "depthwise": ("implicit", "implicit", "implicit"),
+    "pointwise": ("implicit", "implicit", "exact_taps"),
+}
+
+
+@pytest.mark.parametrize("name", list(SUITE_KERNELS))
+def test_benchmark_suite_runs_the_kernels_readme_names(name):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package beside tests/
+    from benchmarks.shapes import SUITE
+
+    shape = SUITE[name]
+    case = ConvCase(name, batch=shape.batch, in_channels=shape.in_channels, out_channels=shape.out_channels,
+                    size=shape.size, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
+                    dilation=shape.dilation, groups=shape.groups)
+    if HAVE_AVX512:
+        assert chosen_kernels(case) == SUITE_KERNELS[name]
+    # With ATen's GEMM (and on CPUs without AVX-512): the depthwise loops or the tiled path for every pass.
+    fallback = "depthwise" if 1 < shape.groups == shape.in_channels else "tiled"
+    with settings.aten_gemm():
+        assert chosen_kernels(case) == (fallback,) * 3
