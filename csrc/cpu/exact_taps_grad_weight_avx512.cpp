@@ -140,11 +140,14 @@ void exact_taps_grad_weight_avx512(const float* grad_output, const float* input,
     const std::vector<GradTask> tasks = grad_tasks(groups, taps, group_channels, group_out);
     for (int64_t n0 = 0; n0 < g.batch; n0 += samples) {
       const int64_t count = std::min(samples, g.batch - n0);
-      at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t s = begin; s < end; ++s) {
-          avx512::transpose_plane(grad_output + (n0 + s) * out_channels * positions, positions,
-                                  transposed.data() + s * positions * out_channels, out_channels, out_channels,
-                                  positions, nullptr);
+      // dy^T of the pass, in parallel over (sample, block of 64 positions): a pass may hold one sample.
+      const int64_t blocks = (positions + 63) / 64;
+      at::parallel_for(0, count * blocks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t s = t / blocks, q0 = t % blocks * 64;
+          avx512::transpose_plane(grad_output + (n0 + s) * out_channels * positions + q0, positions,
+                                  transposed.data() + (s * positions + q0) * out_channels, out_channels,
+                                  out_channels, std::min<int64_t>(64, positions - q0), nullptr);
         }
       });
       for (int64_t oh = 0; oh < g.out_h; oh += rows) {
