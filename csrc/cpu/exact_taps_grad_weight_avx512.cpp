@@ -23,8 +23,7 @@
 namespace conv_ext::cpu {
 
 bool use_exact_taps_grad_weight(const at::Tensor& input, int64_t group_out) {
-  // Below 16 output channels per group most of each vector's lanes would be idle.
-  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && group_out >= 16;
+  return output_channel_lanes_apply(input, group_out);
 }
 
 }  // namespace conv_ext::cpu

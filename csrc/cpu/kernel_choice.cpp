@@ -1,5 +1,6 @@
 // Which CPU kernel runs each pass of a convolution: the one place for the rules that the ops follow (and that
 // tests read back through conv_ext._C._cpu_kernels).
+#include "gemm.h"
 #include "tiled_conv2d.h"
 
 namespace conv_ext::cpu {
@@ -14,6 +15,11 @@ const char* kernel_name(CpuKernel kernel) {
     case CpuKernel::tiled: return "tiled";
   }
   return "?";
+}
+
+bool output_channel_lanes_apply(const at::Tensor& input, int64_t group_out) {
+  // Below 16 output channels per group most of each vector's lanes would be idle.
+  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && group_out >= 16;
 }
 
 CpuKernels choose_cpu_kernels(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& g,

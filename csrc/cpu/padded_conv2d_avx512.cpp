@@ -20,18 +20,9 @@
 
 namespace conv_ext::cpu {
 
-namespace {
-
-// Below 16 output channels per group most of each vector's lanes would be idle.
-bool padded_gemm_applies(const at::Tensor& input, int64_t group_out) {
-  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && group_out >= 16;
-}
-
-}  // namespace
-
 bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& g, int64_t group_out) {
   // With stride_w 1 the implicit GEMM forward measured faster on every suite shape.
-  return padded_gemm_applies(input, group_out) && g.stride_w != 1;
+  return output_channel_lanes_apply(input, group_out) && g.stride_w != 1;
 }
 
 }  // namespace conv_ext::cpu

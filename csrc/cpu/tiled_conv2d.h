@@ -20,6 +20,9 @@ struct CpuKernels {
 CpuKernels choose_cpu_kernels(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& geometry,
                               int64_t groups);
 const char* kernel_name(CpuKernel kernel);
+// The kernels with the output channels in the vector lanes (padded, exact taps): float32 with the AVX-512 GEMM
+// and at least 16 output channels per group.
+bool output_channel_lanes_apply(const at::Tensor& input, int64_t group_out);
 
 at::Tensor conv2d_forward_tiled(const at::Tensor& input, const at::Tensor& weight,
                                 const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
