@@ -43,9 +43,7 @@ TapCounts tap_counts(const ConvGeometry& g) {
     }
     return taps;
   };
-  const bool flat = g.stride_h == 1 && g.stride_w == 1 && g.out_w == g.width;  // as the implicit GEMM's panels
-  const int64_t lanes = flat ? (g.out_plane() + 15) / 16 * 16 : g.out_h * ((g.out_w + 15) / 16 * 16);
-  return {lanes * g.kernel_h * g.kernel_w,
+  return {implicit_conv2d_lanes(g) * g.kernel_h * g.kernel_w,
           axis_taps(g.out_h, g.stride_h, g.pad_h, g.height, g.dilation_h, g.kernel_h) *
               axis_taps(g.out_w, g.stride_w, g.pad_w, g.width, g.dilation_w, g.kernel_w)};
 }

@@ -34,6 +34,11 @@ bool enough_lanes(int64_t width) { return 4 * width >= 3 * 16 * ((width + 15) / 
 
 }  // namespace
 
+int64_t implicit_conv2d_lanes(const ConvGeometry& g) {
+  const int64_t vectors = flat_panels(g) ? (g.out_plane() + 15) / 16 : g.out_h * ((g.out_w + 15) / 16);
+  return 16 * vectors;
+}
+
 bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& g) {
   if (input.scalar_type() != at::kFloat || !avx512_gemm_enabled() || g.stride_w > 2) return false;
   return flat_panels(g) || enough_lanes(g.out_w);

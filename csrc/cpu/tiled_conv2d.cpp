@@ -1,7 +1,6 @@
-// The CPU ops. First choice, float32 with the AVX-512 kernel and no columns: the padded GEMM
-// (padded_conv2d_avx512.cpp: stride_w > 1, >= 16 output channels per group), then the implicit GEMM
-// (implicit_conv2d_avx512.cpp: stride 1 with Wo == W, or rows that fill their vectors); then depthwise_conv2d.cpp
-// for depthwise convolutions; the rest runs here, in tiles.
+// The CPU ops. Each pass runs the kernel that kernel_choice.cpp picks: first, float32 with the AVX-512 kernel and
+// no columns, the padded forward, the exact-taps kernels or the implicit GEMM (and dx as their convolutions of
+// dy); then depthwise_conv2d.cpp for depthwise convolutions; the rest runs here, in tiles.
 //
 // The tiled path: the convolution in tiles whose columns stay in the cache between im2col and the GEMM.
 // A tile is a block of whole samples (small images) or a band of output rows of one sample (large images).
@@ -192,7 +191,7 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   // The kernels index the bias as a plain array.
   const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
-  // The padded and the implicit GEMM: no columns at all.
+  // The padded, exact-taps and implicit kernels: no columns at all.
   const CpuKernel kernel = choose_cpu_kernels(input, weight, geometry, groups).forward;
   const auto column_free = kernel == CpuKernel::padded       ? padded_conv2d_avx512
                            : kernel == CpuKernel::exact_taps ? exact_taps_conv2d_avx512
@@ -319,7 +318,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   auto unused = [&] { return unrequested_output(input); };
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   const CpuKernels kernels = choose_cpu_kernels(input, weight, geometry, groups);
-  const bool as_conv2d_input = kernels.grad_input == CpuKernel::implicit || kernels.grad_input == CpuKernel::exact_taps;
+  const bool as_conv2d_input =
+      kernels.grad_input == CpuKernel::implicit || kernels.grad_input == CpuKernel::exact_taps;
   const bool phased_input = kernels.grad_input == CpuKernel::phased;
   const bool exact_weight = kernels.grad_weight == CpuKernel::exact_taps;
   const bool implicit_weight = kernels.grad_weight == CpuKernel::implicit;

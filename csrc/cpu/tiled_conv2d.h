@@ -47,6 +47,8 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
 // from the input. Contiguous (N, C, H, W) input and (O, C/g, kh, kw) weight; writes the whole (N, O, Ho, Wo)
 // output.
 bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& geometry);
+// The vector lanes its panels cover in one output plane (flat panels, or whole vectors per output row).
+int64_t implicit_conv2d_lanes(const ConvGeometry& geometry);
 void implicit_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
                             const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 // Its weight gradient, for stride_w == 1: writes the whole (O, C/g, kh, kw) grad_weight (one writer per
