@@ -103,6 +103,20 @@ CONV_EXT_AVX512 void panel(int64_t m, int64_t depth, StridedMatrix<const float> 
   if (m - i >= 1) rows(micro_kernel<1, VECTORS, RowSource>, i, 1);
 }
 
+// The micro-kernel for `rows` rows (1 to MAX_ROWS) of C, chosen at run time: one register block of exactly that
+// many rows, where panel() would split, e.g., 6 rows into 4 + 2 (a 2 x 1 block is bound by the FMA latency).
+template <int MAX_ROWS, int VECTORS, typename RowSource>
+CONV_EXT_AVX512 void micro_kernel_rows(int64_t rows, int64_t depth, const float* a, int64_t a_rs, int64_t a_cs,
+                                       const RowSource& b, const CBlock& c, bool accumulate, const float* row_bias) {
+  if constexpr (MAX_ROWS > 1) {
+    if (rows < MAX_ROWS) {
+      micro_kernel_rows<MAX_ROWS - 1, VECTORS>(rows, depth, a, a_rs, a_cs, b, c, accumulate, row_bias);
+      return;
+    }
+  }
+  micro_kernel<MAX_ROWS, VECTORS>(depth, a, a_rs, a_cs, b, c, accumulate, row_bias);
+}
+
 // A panel of `cols` columns (1 to 32): the one- or two-vector kernel.
 template <typename RowSource>
 CONV_EXT_AVX512 void any_panel(int64_t m, int64_t depth, StridedMatrix<const float> a, const RowSource& b, CBlock c,

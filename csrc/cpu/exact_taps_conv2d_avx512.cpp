@@ -157,7 +157,10 @@ CONV_EXT_AVX512 void exact_taps_forward(const float* input, const float* weight,
     std::vector<float> row_t(static_cast<size_t>(SAMPLES * g.out_w * group_out));  // out^T of a row: [s][ow][o]
     for (int64_t unit = begin, samples = 0; unit < end; unit += samples) {
       const int64_t n0 = unit % g.batch, group = unit / g.batch % groups, band = unit / units_per_band;
-      samples = std::min({int64_t{SAMPLES}, g.batch - n0, end - unit});
+      // The samples left in this (group, band), in blocks of near-equal size (50 as 13, 13, 12, 12, not 16, 16,
+      // 16, 2: a 2-row block is bound by the FMA latency).
+      const int64_t left = std::min(g.batch - n0, end - unit), blocks = (left + SAMPLES - 1) / SAMPLES;
+      samples = (left + blocks - 1) / blocks;
       const int64_t oh_begin = band * band_rows, oh_end = std::min(g.out_h, oh_begin + band_rows);
       if (oh_begin >= oh_end) continue;
       // The input rows that the band's windows reach.
@@ -174,7 +177,7 @@ CONV_EXT_AVX512 void exact_taps_forward(const float* input, const float* weight,
           const bool inside = i.end > i.begin && j.end > j.begin;
           // The window's first tap inside the image, in the interleaved rows (nothing is read when there is none).
           const int64_t h = h_origin + i.begin * g.dilation_h - h_begin, w = ow * g.stride_w - g.pad_w + j.begin * g.dilation_w;
-          const StridedMatrix<const float> a{interleaved.data() + (inside ? (h * g.width + w) * SAMPLES : 0), 1, 0};
+          const float* a = interleaved.data() + (inside ? (h * g.width + w) * SAMPLES : 0);
           for (int64_t o0 = 0; o0 < group_out; o0 += kCols) {
             const int64_t cols = std::min(kCols, group_out - o0);
             const ExactTaps source{
@@ -190,10 +193,14 @@ CONV_EXT_AVX512 void exact_taps_forward(const float* input, const float* weight,
                 g.kernel_w * group_channels * group_out};
             const avx512::CBlock c{row_t.data() + ow * group_out + o0, g.out_w * group_out,
                                    {avx512::first_lanes(cols), avx512::first_lanes(cols - 16)}};
-            if (kWideSamples<SAMPLES> && samples == SAMPLES) {
-              avx512::micro_kernel<SAMPLES, 1>(depth, a.data, 1, 0, source, c, false, nullptr);
+            // One register block of `samples` rows: one vector of lanes with 16 samples (those groups have 16
+            // output channels or fewer), else two where the chunk has over 16 lanes.
+            if constexpr (kWideSamples<SAMPLES>) {
+              avx512::micro_kernel_rows<SAMPLES, 1>(samples, depth, a, 1, 0, source, c, false, nullptr);
+            } else if (cols > 16) {
+              avx512::micro_kernel_rows<SAMPLES, 2>(samples, depth, a, 1, 0, source, c, false, nullptr);
             } else {
-              avx512::any_panel(samples, depth, a, source, c, cols, false, nullptr);
+              avx512::micro_kernel_rows<SAMPLES, 1>(samples, depth, a, 1, 0, source, c, false, nullptr);
             }
           }
         }
