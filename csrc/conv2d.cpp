@@ -67,7 +67,7 @@ std::vector<c10::SymInt> check_conv2d_args(
                       "size (", out_channels, ") (out_channels), got ", bias->sym_sizes());
   }
 
-  std::vector<c10::SymInt> output_shape{input.sym_size(0), out_channels};
+  std::vector<c10::SymInt> output_shape{input.sym_size(0), in_channels == 0 ? c10::SymInt(0) : out_channels};
   for (int64_t d = 0; d < 2; ++d) {
     const c10::SymInt& length = input.sym_size(2 + d);
     const int64_t kernel = weight.sym_size(2 + d).guard_int(__FILE__, __LINE__);
@@ -79,6 +79,19 @@ std::vector<c10::SymInt> check_conv2d_args(
     output_shape.push_back(conv_output_length(length, kernel, stride[d], padding[d], dilation[d]));
   }
   return output_shape;
+}
+
+at::Tensor conv2d_without_input_channels(const at::Tensor& input, c10::SymIntArrayRef output_shape) {
+  return at::empty_symint(output_shape, input.options());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_without_input_channels(
+    const at::Tensor& input, const at::Tensor& weight, std::array<bool, 3> output_mask) {
+  auto zeros_or_unused = [&](bool wanted, c10::SymIntArrayRef size) {
+    return wanted ? at::zeros_symint(size, input.options()) : unrequested_output(input);
+  };
+  return {zeros_or_unused(output_mask[0], input.sym_sizes()), zeros_or_unused(output_mask[1], weight.sym_sizes()),
+          zeros_or_unused(output_mask[2], weight.sym_sizes().slice(0, 1))};
 }
 
 int64_t workspace_limit_bytes() { return g_workspace_limit_bytes.load(); }

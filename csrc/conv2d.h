@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <tuple>
@@ -19,10 +20,19 @@ T conv_output_length(const T& input_length, int64_t kernel, int64_t stride, int6
 }
 
 // Validates every argument of the forward op (shapes, hyperparameters, dtypes, devices) and returns the output
-// shape (N, O, Ho, Wo). Throws ValueError / TypeError with a message naming the problem. Defined in conv2d.cpp.
+// shape (N, O, Ho, Wo) (O is 0 for an input without channels: below). Throws ValueError / TypeError with a message naming the problem. Defined in conv2d.cpp.
 std::vector<c10::SymInt> check_conv2d_args(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+
+// An input without channels, as torch has it (ATen's Convolution.cpp; nn.Conv2d(0, out_channels, k)): the output
+// has no channels either, (N, 0, Ho, Wo), whatever weight.size(0) is (the size check_conv2d_args returns), and the
+// gradients are zeros of the input's, the weight's and the bias's (out_channels) sizes. Every device's forward
+// and backward return these before anything else; no kernel sees such an input.
+inline bool lacks_input_channels(const at::Tensor& input) { return input.size(1) == 0; }
+at::Tensor conv2d_without_input_channels(const at::Tensor& input, c10::SymIntArrayRef output_shape);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_without_input_channels(
+    const at::Tensor& input, const at::Tensor& weight, std::array<bool, 3> output_mask);
 
 // The same checks for the backward op, plus grad_output's dtype, device and size (the forward output size).
 void check_conv2d_backward_args(

@@ -175,3 +175,25 @@ def test_no_channels_at_all(backend):
                                                    1, [True, True, True])
     assert output.shape == (2, 0, 5, 7)
     assert [g.shape for g in grads] == [input.shape, weight.shape, (0,)]
+
+
+@backends
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_no_input_channels_follow_torch(backend, device):
+    """0 input channels but 16 output channels, as torch has it (ATen's Convolution.cpp): the output has 0 channels,
+    not 16 channels of bias, and the gradients are zeros of the input's, weight's and bias's sizes."""
+    input = torch.randn(2, 0, 5, 7, device=device, requires_grad=True)
+    weight = torch.randn(16, 0, 3, 3, device=device, requires_grad=True)
+    bias = torch.randn(16, device=device, requires_grad=True)
+    expected = F.conv2d(input, weight, bias, padding=1, stride=(1, 2))
+    with BACKENDS[backend]():
+        output = conv_ext.conv2d(input, weight, bias, padding=1, stride=(1, 2))
+        assert output.shape == expected.shape == (2, 0, 5, 4)
+        if device == "meta":
+            return
+        output.sum().backward()
+    expected_grads = torch.autograd.grad(expected.sum(), (input, weight, bias))
+    for got, want in zip((input.grad, weight.grad, bias.grad), expected_grads):
+        assert got.shape == want.shape
+        assert torch.equal(got, want)
+    assert bias.grad.shape == (16,) and torch.equal(bias.grad, torch.zeros(16))

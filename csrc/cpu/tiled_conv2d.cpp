@@ -182,7 +182,8 @@ StridedMatrix<const T> transposed(StridedMatrix<T> matrix) {
 at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& weight_arg,
                                 const std::optional<at::Tensor>& bias_arg, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  check_conv2d_args(input_arg, weight_arg, bias_arg, stride, padding, dilation, groups);
+  const auto output_shape = check_conv2d_args(input_arg, weight_arg, bias_arg, stride, padding, dilation, groups);
+  if (lacks_input_channels(input_arg)) return conv2d_without_input_channels(input_arg, output_shape);
   // The ATen calls below are our implementation, not part of the autograd graph (and out= ops refuse
   // inputs that require grad, as in a double backward).
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -310,6 +311,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
     std::array<bool, 3> output_mask) {
   check_conv2d_backward_args(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups);
+  if (lacks_input_channels(input_arg)) return conv2d_backward_without_input_channels(input_arg, weight_arg, output_mask);
   const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in the forward
   const at::Tensor grad_output = grad_output_arg.contiguous();
   const at::Tensor input = input_arg.contiguous();
