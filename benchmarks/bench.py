@@ -116,6 +116,9 @@ def bench_shape(shape: Shape, device: str, rounds: int, seconds: float, gemm_rat
     }
 
 
+TRAINING_ROUNDS_FACTOR = 3
+
+
 def bench_training_step(device: str, rounds: int, seconds: float, batch: int = 100) -> dict:
     """One step of the seed's CNN (forward, cross-entropy, backward, Adam) per implementation, same weights."""
     torch.manual_seed(0)
@@ -135,7 +138,7 @@ def bench_training_step(device: str, rounds: int, seconds: float, batch: int = 1
         return step
 
     medians = interleaved_medians({n: step_fn(cls) for n, cls in MODULES.items()}, device, rounds, seconds)
-    return {"batch": batch, "step_seconds": medians,
+    return {"batch": batch, "rounds": rounds, "step_seconds": medians,
             "images_per_second": {n: batch / s for n, s in medians.items()},
             "ext_over_torch": medians["ext"] / medians["torch"],
             "ext_speedup_vs_unfold": medians["unfold"] / medians["ext"]}
@@ -202,7 +205,9 @@ def run(args: argparse.Namespace) -> dict:
         results["shapes"][name] = bench_shape(SUITE[name], args.device, rounds, seconds, gemm_rate)
         advance(name)
     if not args.no_training:
-        results["training_step"] = bench_training_step(args.device, rounds, seconds)
+        # Three times the rounds: the step's ratio is the headline target, and on a shared machine its 9-round
+        # median moved 0.97-1.08 between runs of the same code.
+        results["training_step"] = bench_training_step(args.device, TRAINING_ROUNDS_FACTOR * rounds, seconds)
         advance("training")
     if bar:
         bar.close()

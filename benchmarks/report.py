@@ -68,7 +68,8 @@ def format_markdown(results: dict) -> str:
         lines.append(row)
     if "training_step" in results:
         t = results["training_step"]
-        lines += ["", f"Seed CNN training step (batch {t['batch']}: forward, loss, backward, Adam):", "",
+        rounds = f", medians of {t['rounds']} interleaved rounds" if "rounds" in t else ""
+        lines += ["", f"Seed CNN training step (batch {t['batch']}: forward, loss, backward, Adam{rounds}):", "",
                   "| implementation | ms per step | images/s |", "|---|--:|--:|"]
         for n, seconds in t["step_seconds"].items():
             lines.append(f"| {n} | {_ms(seconds)} | {t['images_per_second'][n]:.0f} |")

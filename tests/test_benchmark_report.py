@@ -41,3 +41,13 @@ def test_the_heap_is_pinned_where_the_c_library_is_glibc():
 
     from benchmarks.heap import pin_glibc_heap
     assert pin_glibc_heap() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_training_step_takes_three_times_the_rounds_and_says_so(capsys):
+    """The step's ratio is the headline target: its median is over 3x the suite's rounds, and the report says how
+    many (a --quick run of one shape and the step)."""
+    results = bench.main(["--quick", "--device", "cpu", "--shapes", "seed-conv1", "--json", "", "--png", "",
+                          "--markdown", ""])
+    step = results["training_step"]
+    assert step["rounds"] == bench.TRAINING_ROUNDS_FACTOR * results["meta"]["rounds"] == 9
+    assert f"Adam, medians of {step['rounds']} interleaved rounds):" in capsys.readouterr().out
