@@ -9,7 +9,8 @@
 //   out^T[n][oh, ow][o] = sum over valid (i, j), then c, of x[n][c][oh*s_h - p_h + i*d_h][ow*s_w - p_w + j*d_w]
 //                                                              * W^T[(i, j), c][o]     (pack_weight_tap_major)
 //
-// A task is a block of 8 samples x a band of output rows of one group. It first interleaves the input rows of
+// A task is a block of up to 8 samples (a thread's samples of one group and band, cut into blocks of near-equal
+// size) x a band of output rows of one group. It first interleaves the input rows of
 // the band's windows for its samples, [c][h][w][sample], so that the 8 broadcasts of a step read 32 contiguous
 // bytes (read in place, 8 samples are 8 cache lines a step apart, and where a plane is 4 KiB they all map to
 // one L1 set); then, row by row, computes out^T of the row and transposes it into the NCHW output with the bias.
@@ -70,7 +71,7 @@ namespace {
 
 using avx512::kCols;
 
-// The samples of a task: 8 (a register block of 8 samples x 32 output channels), or 16 where a group has 16
+// The samples of a task: up to 8 (a register block of 8 samples x 32 output channels), or 16 where a group has 16
 // output channels or fewer (16 x 16: as many sums in registers, and one load of B per 16 broadcasts, not per 8).
 template <int SAMPLES>
 constexpr bool kWideSamples = SAMPLES == 16;
