@@ -20,7 +20,8 @@ T conv_output_length(const T& input_length, int64_t kernel, int64_t stride, int6
 }
 
 // Validates every argument of the forward op (shapes, hyperparameters, dtypes, devices) and returns the output
-// shape (N, O, Ho, Wo) (O is 0 for an input without channels: below). Throws ValueError / TypeError with a message naming the problem. Defined in conv2d.cpp.
+// shape (N, O, Ho, Wo), O = 0 for an input without channels (below). Throws ValueError / TypeError with a message
+// naming the problem. Defined in conv2d.cpp.
 std::vector<c10::SymInt> check_conv2d_args(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);

@@ -126,7 +126,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_impl(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
     std::array<bool, 3> output_mask, const ColumnKernels& kernels) {
   check_conv2d_backward_args(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups);
-  if (lacks_input_channels(input_arg)) return conv2d_backward_without_input_channels(input_arg, weight_arg, output_mask);
+  if (lacks_input_channels(input_arg)) {
+    return conv2d_backward_without_input_channels(input_arg, weight_arg, output_mask);
+  }
   // The ATen calls below are our implementation, not part of the autograd graph (and out= ops refuse
   // inputs that require grad, as in a double backward).
   const at::AutoDispatchBelowADInplaceOrView below_autograd;

@@ -311,7 +311,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
     std::array<bool, 3> output_mask) {
   check_conv2d_backward_args(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups);
-  if (lacks_input_channels(input_arg)) return conv2d_backward_without_input_channels(input_arg, weight_arg, output_mask);
+  if (lacks_input_channels(input_arg)) {
+    return conv2d_backward_without_input_channels(input_arg, weight_arg, output_mask);
+  }
   const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in the forward
   const at::Tensor grad_output = grad_output_arg.contiguous();
   const at::Tensor input = input_arg.contiguous();
