@@ -205,8 +205,8 @@ def run(args: argparse.Namespace) -> dict:
         results["shapes"][name] = bench_shape(SUITE[name], args.device, rounds, seconds, gemm_rate)
         advance(name)
     if not args.no_training:
-        # Three times the rounds: the step's ratio is the headline target, and on a shared machine its 9-round
-        # median moved 0.97-1.08 between runs of the same code.
+        # Three times the rounds: the step's ratio is the headline target, and on a shared machine its median
+        # over 9-15 rounds moved 0.97-1.08 between runs of the same code.
         results["training_step"] = bench_training_step(args.device, TRAINING_ROUNDS_FACTOR * rounds, seconds)
         advance("training")
     if bar:
