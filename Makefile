@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU wheel of torch on these machines; any torch >= 2.4 works (e.g. make test TORCH_SPEC='torch>=2.4').
 TORCH_SPEC ?= torch==2.13.0
 TOOLS := "setuptools>=70" wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib
-SOURCES := setup.py pyproject.toml $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cpp)
+SOURCES := setup.py pyproject.toml $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cpu/*.inc csrc/cuda/*.cu csrc/cuda/*.cpp)
 BENCH_ARGS ?=
 
 .PHONY: test bench build venv clean

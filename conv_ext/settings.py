@@ -51,15 +51,43 @@ def host_reference_kernels() -> ContextManager[None]:
 
 
 def cpu_gemm() -> str:
-    """The GEMM that float32 convolutions run on the CPU: "avx512" (our kernel, on CPUs with AVX-512) or "aten"
-    (ATen's GEMM: MKL or OpenBLAS, as torch.mm). Other dtypes always run ATen's."""
-    return "avx512" if _C.avx512_gemm_enabled() else "aten"
+    """The GEMM that float32 convolutions run on the CPU: "avx512" or "avx2" (our SIMD kernels, on the instruction
+    set simd_isa() names) or "aten" (ATen's GEMM: MKL or OpenBLAS, as torch.mm; on CPUs with neither, or under
+    aten_gemm()). Other dtypes always run ATen's."""
+    return _C.simd_isa() if _C.simd_gemm_enabled() else "aten"
 
 
 def aten_gemm() -> ContextManager[None]:
     """Context manager (for tests and the benchmark): float32 convolutions on the CPU run ATen's GEMM instead of
-    our AVX-512 kernel (and so no implicit GEMM) for the duration of the block."""
-    return _set_for_block(_C.avx512_gemm_enabled, _C.set_avx512_gemm_enabled, False)
+    our SIMD kernels (and so no implicit GEMM) for the duration of the block."""
+    return _set_for_block(_C.simd_gemm_enabled, _C.set_simd_gemm_enabled, False)
+
+
+def cpu_simd_isa() -> str:
+    """The best instruction set this CPU offers our float32 kernels: "avx512" (AVX-512F), "avx2" (AVX2 with FMA)
+    or "none"."""
+    return _C.cpu_simd_isa()
+
+
+def simd_isa(isa: str) -> ContextManager[None]:
+    """Context manager (for tests and the benchmark): our float32 kernels run on instruction set ``isa`` ("avx2",
+    or "avx512") for the duration of the block, e.g. the AVX2 kernels on an AVX-512 CPU. Raises ValueError for a
+    name it does not know, or one this CPU does not offer."""
+    order = ["none", "avx2", "avx512"]
+    if isa not in order:
+        raise ValueError(f"conv_ext: unknown instruction set {isa!r}; expected one of {', '.join(order[1:])}")
+    if order.index(isa) > order.index(cpu_simd_isa()):
+        raise ValueError(f"conv_ext: this CPU does not offer {isa} (its best: {cpu_simd_isa()})")
+
+    @contextmanager
+    def block() -> Iterator[None]:
+        previous = _C.simd_isa()
+        _C.set_simd_isa_limit(isa)
+        try:
+            yield
+        finally:
+            _C.set_simd_isa_limit(previous if previous != cpu_simd_isa() else "avx512")
+    return block()
 
 
 def cuda_built() -> bool:

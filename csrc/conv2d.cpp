@@ -194,9 +194,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("reset_peak_workspace_bytes", &conv_ext::reset_peak_workspace_bytes);
   m.def("host_reference_kernels_enabled", &conv_ext::host_reference_kernels_enabled);
   m.def("set_host_reference_kernels_enabled", &conv_ext::set_host_reference_kernels_enabled);
-  m.def("avx512_gemm_available", &conv_ext::cpu::avx512_gemm_available);
-  m.def("avx512_gemm_enabled", &conv_ext::cpu::avx512_gemm_enabled);
-  m.def("set_avx512_gemm_enabled", &conv_ext::cpu::set_avx512_gemm_enabled);
+  // The instruction set of the float32 SIMD kernels, by name ("avx512", "avx2", "none"): the CPU's, the one they
+  // run on (the CPU's, capped), and the cap.
+  m.def("cpu_simd_isa", [] { return std::string(conv_ext::cpu::simd_isa_name(conv_ext::cpu::cpu_simd_isa())); });
+  m.def("simd_isa", [] { return std::string(conv_ext::cpu::simd_isa_name(conv_ext::cpu::simd_isa())); });
+  m.def("set_simd_isa_limit", [](const std::string& name) {
+    using conv_ext::cpu::SimdIsa;
+    for (SimdIsa isa : {SimdIsa::none, SimdIsa::avx2, SimdIsa::avx512}) {
+      if (name == conv_ext::cpu::simd_isa_name(isa)) return conv_ext::cpu::set_simd_isa_limit(isa);
+    }
+    throw pybind11::value_error("conv_ext: unknown instruction set '" + name + "' (expected avx512, avx2 or none)");
+  });
+  m.def("simd_gemm_enabled", &conv_ext::cpu::simd_gemm_enabled);
+  m.def("set_simd_gemm_enabled", &conv_ext::cpu::set_simd_gemm_enabled);
   m.def("_im2col_source_offset", &conv_ext::im2col_source_offset_of);
   m.def("_fits_int32_indexing", [](const std::vector<int64_t>& fields) {
     return conv_ext::geometry_from_fields(fields).fits_int32_indexing();

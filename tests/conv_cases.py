@@ -3,9 +3,13 @@ every test that checks an implementation (the ext op, its host-reference kernels
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple, Union
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
+
+from conv_ext import settings
 
 Pair = Union[int, Tuple[int, int]]
 
@@ -28,6 +32,11 @@ class ConvCase:
 
 
 BASE = ConvCase("base")
+
+# The instruction sets of our float32 SIMD kernels that this CPU offers, best first: each is tested (an AVX-512 CPU
+# runs the AVX2 kernels too), and "aten" (ATen's GEMM) everywhere.
+SIMD_ISAS = {"avx512": ["avx512", "avx2"], "avx2": ["avx2"], "none": []}[settings.cpu_simd_isa()]
+CPU_BACKENDS = {"aten": settings.aten_gemm, **{isa: functools.partial(settings.simd_isa, isa) for isa in SIMD_ISAS}}
 GRID = [
     BASE,
     replace(BASE, name="k1x1", kernel=1),

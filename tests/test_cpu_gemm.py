@@ -1,6 +1,6 @@
-"""The GEMMs of the CPU path: our AVX-512 kernel (on CPUs that have AVX-512) and ATen's (everywhere), each over
-the whole grid and over shapes that reach every edge of the kernel: row tails (4-, 2- and 1-row kernels), column
-tails of 1 to 32, sums longer than one 256-step block (with and without bias), grad_output packed for dw, and
+"""The GEMMs of the CPU path: our SIMD kernel on each instruction set the CPU offers (AVX-512, AVX2) and ATen's
+(everywhere), each over the whole grid and over shapes that reach every edge of the kernel: row tails (4-, 2- and
+1-row kernels), column tails of 1 to 32, sums longer than one 256-step block (with and without bias), grad_output packed for dw, and
 the implicit GEMM (stride 1, Wo == W) for the forward and dx: panels across output rows, out_h != H, taps in the
 padding on every side, a negative padding for dx."""
 import contextlib
@@ -12,13 +12,11 @@ import torch.nn.functional as F
 
 import conv_ext
 from conv_ext import settings
-from conv_cases import BASE, assert_matches_torch, grid, with_bias
+from conv_cases import BASE, CPU_BACKENDS, SIMD_ISAS, assert_matches_torch, grid, with_bias
 
-# The backends this machine can run: ATen's always, ours where the CPU has AVX-512 (not a skip: there is no
-# second kernel to test on a CPU without it).
-BACKENDS = {"aten": settings.aten_gemm}
-if conv_ext._C.avx512_gemm_available():
-    BACKENDS["avx512"] = contextlib.nullcontext
+# The backends this machine can run: ATen's always, ours on each instruction set the CPU offers (not a skip: there
+# is no second kernel to test on a CPU without them).
+BACKENDS = CPU_BACKENDS
 backends = pytest.mark.parametrize("backend", list(BACKENDS))
 
 EDGES = [
@@ -128,10 +126,31 @@ def test_aten_gemm_matches_torch_over_the_grid(case, bias):
 
 def test_aten_gemm_switch_restores_the_setting():
     before = settings.cpu_gemm()
-    assert before == ("avx512" if conv_ext._C.avx512_gemm_available() else "aten")
+    assert before == (SIMD_ISAS[0] if SIMD_ISAS else "aten")
     with settings.aten_gemm():
         assert settings.cpu_gemm() == "aten"
     assert settings.cpu_gemm() == before
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+def test_simd_isa_switch_runs_that_instruction_set_and_restores(isa):
+    before = settings.cpu_gemm()
+    with settings.simd_isa(isa):
+        assert settings.cpu_gemm() == isa
+        with settings.aten_gemm():
+            assert settings.cpu_gemm() == "aten"
+        assert settings.cpu_gemm() == isa
+    assert settings.cpu_gemm() == before
+
+
+def test_simd_isa_switch_rejects_what_the_cpu_lacks():
+    with pytest.raises(ValueError, match="unknown instruction set 'sse2'"):
+        settings.simd_isa("sse2")
+    for isa in ("avx2", "avx512"):
+        if isa not in SIMD_ISAS:
+            with pytest.raises(ValueError, match=f"does not offer {isa}"):
+                settings.simd_isa(isa)
+    assert settings.cpu_gemm() == (SIMD_ISAS[0] if SIMD_ISAS else "aten")
 
 
 @backends

@@ -1,8 +1,10 @@
-"""The exact-taps kernels (float32 with our AVX-512 GEMM): the forward, and dx as a convolution of dy, that sum only
+"""The exact-taps kernels (float32 with our SIMD kernels): the forward, and dx as a convolution of dy, that sum only
 the taps inside the image (samples in the register rows, output channels in the lanes), and the dw that sums each
-tap over exactly the outputs whose window puts it inside the image. Each case first checks that the op chooses
-the kernels it is meant to reach (on a CPU with AVX-512; elsewhere ATen's GEMM runs them all and only the
-comparison is left), then compares the forward and the three gradients with torch."""
+tap over exactly the outputs whose window puts it inside the image. Each case runs on every instruction set the
+CPU offers (AVX-512, AVX2) and with ATen's GEMM: it first checks that the op chooses the kernels it is meant to
+reach (with ATen's GEMM the tiled or depthwise path runs them all and only the comparison is left), then compares
+the forward and the three gradients with torch. The register-block tails in the comments are AVX-512's (8 or 16
+rows, 32 lanes); AVX2's blocks are 6 rows x 16 lanes, so the same cases reach its tails too."""
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,10 +14,9 @@ import torch
 
 import conv_ext
 from conv_ext import settings
-from conv_cases import BASE, ConvCase, assert_matches_torch, case_kwargs, forward_and_grads, make_tensors, with_bias
+from conv_cases import BASE, CPU_BACKENDS, SIMD_ISAS, ConvCase, assert_matches_torch, case_kwargs, forward_and_grads, make_tensors, with_bias
 from test_determinism import num_threads
 
-HAVE_AVX512 = conv_ext._C.avx512_gemm_available()
 
 # (case, the kernels of the forward, dx and dw).
 CASES = [
@@ -61,29 +62,38 @@ def chosen_kernels(case: ConvCase):
                                           case.groups))
 
 
+backends = pytest.mark.parametrize("backend", list(CPU_BACKENDS))
+# The thread-count test only where our kernels run (ATen's GEMM sums depend on the thread count; tests/
+# test_determinism.py checks that path within rounding).
+simd_isas = pytest.mark.parametrize("isa", SIMD_ISAS or [pytest.param("none", marks=pytest.mark.skip(
+    reason="this CPU has neither AVX-512 nor AVX2: the exact-taps kernels do not run"))])
+
+
+@backends
 @pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
 @with_bias
-def test_exact_taps_cases_match_torch(case, kernels, bias):
-    if HAVE_AVX512:
-        assert chosen_kernels(case) == kernels
-    assert_matches_torch(conv_ext.conv2d, case, torch.float32, bias)
+def test_exact_taps_cases_match_torch(backend, case, kernels, bias):
+    with CPU_BACKENDS[backend]():
+        if backend != "aten":
+            assert chosen_kernels(case) == kernels
+        assert_matches_torch(conv_ext.conv2d, case, torch.float32, bias)
 
 
-@pytest.mark.skipif(not HAVE_AVX512, reason="the exact-taps kernels need AVX-512: on this CPU ATen's GEMM runs these "
-                                             "cases, and its sums depend on the thread count (tests/test_determinism.py "
-                                             "checks that path within rounding)")
+@simd_isas
 @pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
-def test_exact_taps_results_do_not_depend_on_the_thread_count(case, kernels):
+def test_exact_taps_results_do_not_depend_on_the_thread_count(isa, case, kernels):
     """Each output and each dw element is summed by one thread in a fixed order: bitwise equal on 1 and 2 threads."""
     def run():
         input, weight, bias = make_tensors(case, torch.float32, True)
         output, grads, _ = forward_and_grads(conv_ext.conv2d, input, weight, bias, None, **case_kwargs(case))
         return (output, *grads)
 
-    with num_threads(1):
-        one = run()
-    with num_threads(2):
-        two = run()
+    with settings.simd_isa(isa):
+        assert chosen_kernels(case) == kernels
+        with num_threads(1):
+            one = run()
+        with num_threads(2):
+            two = run()
     for name, a, b in zip(("output", "grad_input", "grad_weight", "grad_bias"), one, two):
         assert torch.equal(a, b), name
 
@@ -99,8 +109,9 @@ def test_windows_without_taps_are_the_bias():
     assert torch.equal(output[:, :, ring], bias[None, :, None].expand(2, 16, int(ring.sum())))
 
 
+@simd_isas
 @pytest.mark.parametrize("batch", [1, 24])
-def test_seed_conv2_geometry_stays_at_float32_rounding(batch):
+def test_seed_conv2_geometry_stays_at_float32_rounding(isa, batch):
     """seed-conv2's geometry (16 -> 32, 14 x 14, 5 x 5, padding 2), where the exact-taps kernels run all three
     passes, against float64: each dw element sums up to batch * 196 products in one accumulator lane."""
     generator = torch.Generator().manual_seed(0)
@@ -108,13 +119,13 @@ def test_seed_conv2_geometry_stays_at_float32_rounding(batch):
     weight = torch.randn(32, 16, 5, 5, generator=generator, dtype=torch.float64)
     grad_output = torch.randn(batch, 32, 14, 14, generator=generator, dtype=torch.float64)
     args = ([1, 1], [2, 2], [1, 1], 1)
-    if HAVE_AVX512:
-        assert tuple(conv_ext._C._cpu_kernels(input.float(), weight.float(), *args)) == ("exact_taps",) * 3
     expected = (torch.ops.conv_ext.conv2d(input, weight, None, *args),
                 *torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, *args, [True, True, False])[:2])
-    got = (torch.ops.conv_ext.conv2d(input.float(), weight.float(), None, *args),
-           *torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(), *args,
-                                               [True, True, False])[:2])
+    with settings.simd_isa(isa):
+        assert tuple(conv_ext._C._cpu_kernels(input.float(), weight.float(), *args)) == ("exact_taps",) * 3
+        got = (torch.ops.conv_ext.conv2d(input.float(), weight.float(), None, *args),
+               *torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(), *args,
+                                                   [True, True, False])[:2])
     for name, g, e in zip(("output", "grad_input", "grad_weight"), got, expected):
         error = (g.double() - e).abs().max().item() / e.abs().max().item()
         assert error < 1e-5, (name, error)
@@ -143,9 +154,10 @@ def test_benchmark_suite_runs_the_kernels_readme_names(name):
     case = ConvCase(name, batch=shape.batch, in_channels=shape.in_channels, out_channels=shape.out_channels,
                     size=shape.size, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
                     dilation=shape.dilation, groups=shape.groups)
-    if HAVE_AVX512:
-        assert chosen_kernels(case) == SUITE_KERNELS[name]
-    # With ATen's GEMM (and on CPUs without AVX-512): the depthwise loops or the tiled path for every pass.
+    for isa in SIMD_ISAS:  # the same rules on every instruction set
+        with settings.simd_isa(isa):
+            assert chosen_kernels(case) == SUITE_KERNELS[name], isa
+    # With ATen's GEMM (and on CPUs without AVX-512 or AVX2): the depthwise loops or the tiled path for every pass.
     fallback = "depthwise" if 1 < shape.groups == shape.in_channels else "tiled"
     with settings.aten_gemm():
         assert chosen_kernels(case) == (fallback,) * 3

@@ -1,27 +1,32 @@
-// The GEMM of the CPU tiles: our AVX-512 kernel for float32 where the CPU has it, ATen's GEMM otherwise.
+// The GEMM of the CPU tiles: our SIMD kernel for float32 where the CPU has AVX-512 or AVX2, ATen's GEMM otherwise;
+// and the choice of that instruction set.
 #include "gemm.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <algorithm>
 #include <atomic>
 #include <type_traits>
 
 namespace conv_ext::cpu {
 
-bool avx512_gemm_available() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  static const bool available = __builtin_cpu_supports("avx512f");
-  return available;
+SimdIsa cpu_simd_isa() {
+#if CONV_EXT_X86_SIMD
+  static const SimdIsa isa = __builtin_cpu_supports("avx512f")                                      ? SimdIsa::avx512
+                             : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? SimdIsa::avx2
+                                                                                                : SimdIsa::none;
+  return isa;
 #else
-  return false;
+  return SimdIsa::none;
 #endif
 }
 
 namespace {
 
-std::atomic<bool> g_avx512_gemm_enabled{true};
+std::atomic<bool> g_simd_gemm_enabled{true};
+std::atomic<int> g_simd_isa_limit{static_cast<int>(SimdIsa::avx512)};
 
 template <typename T>
 at::Tensor matrix_view(StridedMatrix<const T> matrix, int64_t rows, int64_t cols) {
@@ -54,15 +59,27 @@ void gemm_aten(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a,
 
 }  // namespace
 
-bool avx512_gemm_enabled() { return avx512_gemm_available() && g_avx512_gemm_enabled.load(); }
-void set_avx512_gemm_enabled(bool enabled) { g_avx512_gemm_enabled.store(enabled); }
+SimdIsa simd_isa() { return static_cast<SimdIsa>(std::min(static_cast<int>(cpu_simd_isa()), g_simd_isa_limit.load())); }
+void set_simd_isa_limit(SimdIsa limit) { g_simd_isa_limit.store(static_cast<int>(limit)); }
+
+const char* simd_isa_name(SimdIsa isa) {
+  switch (isa) {
+    case SimdIsa::avx512: return "avx512";
+    case SimdIsa::avx2: return "avx2";
+    case SimdIsa::none: return "none";
+  }
+  return "?";
+}
+
+bool simd_gemm_enabled() { return simd_isa() != SimdIsa::none && g_simd_gemm_enabled.load(); }
+void set_simd_gemm_enabled(bool enabled) { g_simd_gemm_enabled.store(enabled); }
 
 template <typename scalar_t, typename out_t>
 void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
           out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
   if (m == 0 || n == 0) return;
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<out_t, float>) {
-    if (avx512_gemm_enabled()) return gemm_avx512(m, n, k, a, b, c, ldc, accumulate, row_bias);
+    if (simd_gemm_enabled()) return gemm_simd(m, n, k, a, b, c, ldc, accumulate, row_bias);
   }
   gemm_aten(m, n, k, a, b, c, ldc, accumulate, row_bias);
 }

@@ -79,7 +79,7 @@ at::Tensor grad_input_as_conv2d(const at::Tensor& grad_output, const at::Tensor&
   const at::Tensor flipped = flipped_transposed_weight(weight, groups).contiguous();
   at::Tensor grad_input = at::empty_like(input);
   const ConvGeometry dx_as_conv2d = transposed_geometry(g, out_channels);
-  const auto conv2d = kernel == CpuKernel::exact_taps ? exact_taps_conv2d_avx512 : implicit_conv2d_avx512;
+  const auto conv2d = kernel == CpuKernel::exact_taps ? exact_taps_conv2d_simd : implicit_conv2d_simd;
   conv2d(grad_output.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
          grad_input.mutable_data_ptr<float>(), dx_as_conv2d, groups, g.channels);
   return grad_input;
@@ -119,7 +119,7 @@ at::Tensor phased_grad_input(const at::Tensor& grad_output, const at::Tensor& in
                                         .contiguous();
     at::Tensor phase =
         buffer.narrow(0, 0, g.batch * g.channels * rows.length * cols.length).view(rows_of_phase.sizes());
-    implicit_conv2d_avx512(grad_output.const_data_ptr<float>(), phase_weight.const_data_ptr<float>(), nullptr,
+    implicit_conv2d_simd(grad_output.const_data_ptr<float>(), phase_weight.const_data_ptr<float>(), nullptr,
                            phase.mutable_data_ptr<float>(), phase_geometry(g, out_channels, rows, cols), groups,
                            g.channels);
     rows_of_phase.copy_(phase);

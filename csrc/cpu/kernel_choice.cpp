@@ -19,7 +19,7 @@ const char* kernel_name(CpuKernel kernel) {
 
 bool output_channel_lanes_apply(const at::Tensor& input, int64_t group_out) {
   // Below 16 output channels per group most of each vector's lanes would be idle.
-  return input.scalar_type() == at::kFloat && avx512_gemm_enabled() && group_out >= 16;
+  return input.scalar_type() == at::kFloat && simd_gemm_enabled() && group_out >= 16;
 }
 
 CpuKernels choose_cpu_kernels(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& g,

@@ -1,4 +1,4 @@
-// The CPU ops. Each pass runs the kernel that kernel_choice.cpp picks: first, float32 with the AVX-512 kernel and
+// The CPU ops. Each pass runs the kernel that kernel_choice.cpp picks: first, float32 with our SIMD kernels (AVX-512 or AVX2) and
 // no columns, the padded forward, the exact-taps kernels or the implicit GEMM (and dx as their convolutions of
 // dy); then depthwise_conv2d.cpp for depthwise convolutions; the rest runs here, in tiles.
 //
@@ -194,9 +194,9 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   // The padded, exact-taps and implicit kernels: no columns at all.
   const CpuKernel kernel = choose_cpu_kernels(input, weight, geometry, groups).forward;
-  const auto column_free = kernel == CpuKernel::padded       ? padded_conv2d_avx512
-                           : kernel == CpuKernel::exact_taps ? exact_taps_conv2d_avx512
-                           : kernel == CpuKernel::implicit   ? implicit_conv2d_avx512
+  const auto column_free = kernel == CpuKernel::padded       ? padded_conv2d_simd
+                           : kernel == CpuKernel::exact_taps ? exact_taps_conv2d_simd
+                           : kernel == CpuKernel::implicit   ? implicit_conv2d_simd
                                                              : nullptr;
   if (column_free) {
     at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
@@ -351,12 +351,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   }
   if (need_weight && exact_weight) {
     grad_weight = at::empty_like(weight);
-    exact_taps_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
+    exact_taps_grad_weight_simd(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
                                   grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
   }
   if (need_weight && implicit_weight) {
     grad_weight = at::empty_like(weight);
-    implicit_conv2d_grad_weight_avx512(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
+    implicit_conv2d_grad_weight_simd(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
                                        grad_weight.mutable_data_ptr<float>(), geometry, groups, weight.size(0));
   }
   return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};

@@ -20,7 +20,7 @@ struct CpuKernels {
 CpuKernels choose_cpu_kernels(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& geometry,
                               int64_t groups);
 const char* kernel_name(CpuKernel kernel);
-// The kernels with the output channels in the vector lanes (padded, exact taps): float32 with the AVX-512 GEMM
+// The kernels with the output channels in the vector lanes (padded, exact taps): float32 with our SIMD GEMM
 // and at least 16 output channels per group.
 bool output_channel_lanes_apply(const at::Tensor& input, int64_t group_out);
 
@@ -42,37 +42,37 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
                                const ConvGeometry& geometry, const at::Tensor& grad_input,
                                const at::Tensor& grad_weight);
 
-// The implicit GEMM (implicit_conv2d_avx512.cpp): float32 where the AVX-512 GEMM is enabled, stride_w 1 or 2,
+// The implicit GEMM (implicit_conv2d.cpp): float32 where our SIMD GEMM is enabled, stride_w 1 or 2,
 // and either stride 1 with Wo == W or output rows that fill 3/4 of their vectors. It reads the columns straight
 // from the input. Contiguous (N, C, H, W) input and (O, C/g, kh, kw) weight; writes the whole (N, O, Ho, Wo)
 // output.
 bool use_implicit_conv2d(const at::Tensor& input, const ConvGeometry& geometry);
 // The vector lanes its panels cover in one output plane (flat panels, or whole vectors per output row).
 int64_t implicit_conv2d_lanes(const ConvGeometry& geometry);
-void implicit_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
+void implicit_conv2d_simd(const float* input, const float* weight, const float* bias, float* output,
                             const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 // Its weight gradient, for stride_w == 1: writes the whole (O, C/g, kh, kw) grad_weight (one writer per
 // element: deterministic and independent of the thread count).
-void implicit_conv2d_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
+void implicit_conv2d_grad_weight_simd(const float* grad_output, const float* input, float* grad_weight,
                                         const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 // The forward with the output channels in the vector lanes over a zero-padded copy of the input
-// (padded_conv2d_avx512.cpp): any stride, padding and dilation; used for float32 with the AVX-512 GEMM where
+// (padded_conv2d.cpp): any stride, padding and dilation; used for float32 with our SIMD GEMM where
 // stride_w > 1 and a group has at least 16 output channels. Writes the whole output.
 bool use_padded_conv2d(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
-void padded_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
+void padded_conv2d_simd(const float* input, const float* weight, const float* bias, float* output,
                           const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 // The forward with the output channels in the vector lanes and samples in the register rows, summing only the
-// taps inside the image (exact_taps_conv2d_avx512.cpp): float32 with the AVX-512 GEMM, at least 16 output
+// taps inside the image (exact_taps_conv2d.cpp): float32 with our SIMD GEMM, at least 16 output
 // channels per group, any stride and dilation; used where padding and idle lanes would cost the implicit GEMM
 // much (see use_exact_taps_conv2d). Writes the whole output.
 bool use_exact_taps_conv2d(const at::Tensor& input, const ConvGeometry& geometry, int64_t group_out);
-void exact_taps_conv2d_avx512(const float* input, const float* weight, const float* bias, float* output,
+void exact_taps_conv2d_simd(const float* input, const float* weight, const float* bias, float* output,
                               const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
-// The weight gradient the same way (exact_taps_grad_weight_avx512.cpp): float32 with the AVX-512 GEMM where a
+// The weight gradient the same way (exact_taps_grad_weight.cpp): float32 with our SIMD GEMM where a
 // group has at least 16 output channels, any stride, padding and dilation. Writes the whole (O, C/g, kh, kw)
 // grad_weight, one writer per element (deterministic and independent of the thread count).
 bool use_exact_taps_grad_weight(const at::Tensor& input, int64_t group_out);
-void exact_taps_grad_weight_avx512(const float* grad_output, const float* input, float* grad_weight,
+void exact_taps_grad_weight_simd(const float* grad_output, const float* input, float* grad_weight,
                                    const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 // The weight (O, C/g, kh, kw) as [group][tap][c][o]: the sums of the implicit GEMM and of the padded forward run
 // tap by tap, channels inside, with the output channels of one step side by side.

@@ -1,0 +1,35 @@
+// C = A . B in float32 with AVX-512 or AVX2: the GEMM of the CPU tiles (see gemm.h for the contract), on the
+// micro-kernel of simd_micro_kernel.inc; the kernel itself is gemm_simd.inc, built once per instruction set.
+#include "gemm.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <vector>
+
+#if CONV_EXT_X86_SIMD
+#define CONV_EXT_SIMD_BODY "gemm_simd.inc"
+#include "simd_for_each_isa.h"
+
+namespace conv_ext::cpu {
+
+void gemm_simd(int64_t m, int64_t n, int64_t k, StridedMatrix<const float> a, StridedMatrix<const float> b,
+               float* c, int64_t ldc, bool accumulate, const float* row_bias) {
+  for_simd_isa(avx512::gemm, avx2::gemm)(m, n, k, a, b, c, ldc, accumulate, row_bias);
+}
+
+}  // namespace conv_ext::cpu
+
+#else  // not x86-64 with GCC/Clang: gemm.cpp never calls the kernel (simd_isa() is none)
+
+namespace conv_ext::cpu {
+
+void gemm_simd(int64_t, int64_t, int64_t, StridedMatrix<const float>, StridedMatrix<const float>, float*, int64_t,
+               bool, const float*) {
+  TORCH_CHECK(false, "conv_ext: the SIMD GEMM is not built for this CPU");
+}
+
+}  // namespace conv_ext::cpu
+
+#endif
