@@ -1,5 +1,5 @@
-// The GEMM of the CPU tiles: our SIMD kernel for float32 where the CPU has AVX-512 or AVX2, ATen's GEMM otherwise;
-// and the choice of that instruction set.
+// The GEMM of the CPU tiles: our kernel for float32 where the CPU has AVX-512, ATen's GEMM otherwise; and the
+// instruction set of our SIMD kernels.
 #include "gemm.h"
 
 #include <ATen/ATen.h>
@@ -79,7 +79,9 @@ void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, Stri
           out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
   if (m == 0 || n == 0) return;
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<out_t, float>) {
-    if (simd_gemm_enabled()) return gemm_simd(m, n, k, a, b, c, ldc, accumulate, row_bias);
+    if (simd_gemm_enabled() && simd_isa() == SimdIsa::avx512) {
+      return gemm_simd(m, n, k, a, b, c, ldc, accumulate, row_bias);
+    }
   }
   gemm_aten(m, n, k, a, b, c, ldc, accumulate, row_bias);
 }

@@ -1,6 +1,5 @@
 // C = A . B on strided matrices, for the tiles of the CPU path (gemm.cpp). float32 runs our own kernel
-// (gemm_simd.cpp) on AVX-512 or AVX2 where the CPU has one; every other case runs ATen's GEMM (MKL/OpenBLAS) on
-// views. Also the instruction set that all our float32 SIMD kernels run on (simd_isa).
+// (gemm_simd.cpp) where the CPU has AVX-512; every other case runs ATen's GEMM (MKL/OpenBLAS) on views. Also the instruction set that all our float32 SIMD kernels run on (simd_isa).
 #pragma once
 
 #include <cstdint>
@@ -43,7 +42,8 @@ const char* simd_isa_name(SimdIsa isa);
 bool simd_gemm_enabled();
 void set_simd_gemm_enabled(bool enabled);
 
-// The float32 kernel behind gemm<float, float> (gemm_simd.cpp), on simd_isa(); callers check simd_gemm_enabled().
+// The AVX-512 float32 kernel behind gemm<float, float> (gemm_simd.cpp), where simd_gemm_enabled() and simd_isa() is
+// AVX-512 (on AVX2, gemm<float, float> runs ATen's GEMM: see gemm_simd.cpp).
 void gemm_simd(int64_t m, int64_t n, int64_t k, StridedMatrix<const float> a, StridedMatrix<const float> b,
                float* c, int64_t ldc, bool accumulate, const float* row_bias);
 

@@ -3,7 +3,8 @@
 // conv_ext::cpu::avx512 and again in conv_ext::cpu::avx2, each time after the shared micro-kernel and transposes,
 // with that namespace's vector layer (simd_avx512.h, simd_avx2.h) and CONV_EXT_SIMD / CONV_EXT_SIMD_INLINE set to
 // its target attributes. Every function of a body carries them, so no AVX code leaks into functions that run on
-// any CPU. The caller picks the namespace at run time (simd_isa() in gemm.h). Not include-guarded: once per
+// any CPU. The caller picks the namespace at run time (simd_isa() in gemm.h). With CONV_EXT_SIMD_AVX512_ONLY
+// defined, only the AVX-512 build (the dense GEMM: on AVX2 ATen's measured faster). Not include-guarded: once per
 // kernel file, at namespace scope, after the body's own includes.
 #include "simd_avx2.h"
 #include "simd_avx512.h"
@@ -21,6 +22,7 @@ namespace conv_ext::cpu::avx512 {
 #undef CONV_EXT_SIMD
 #undef CONV_EXT_SIMD_INLINE
 
+#ifndef CONV_EXT_SIMD_AVX512_ONLY
 #define CONV_EXT_SIMD CONV_EXT_AVX2
 #define CONV_EXT_SIMD_INLINE CONV_EXT_AVX2_INLINE
 namespace conv_ext::cpu::avx2 {
@@ -30,6 +32,8 @@ namespace conv_ext::cpu::avx2 {
 }  // namespace conv_ext::cpu::avx2
 #undef CONV_EXT_SIMD
 #undef CONV_EXT_SIMD_INLINE
+#endif
 
 #undef CONV_EXT_UNROLL
 #undef CONV_EXT_SIMD_BODY
+#undef CONV_EXT_SIMD_AVX512_ONLY
