@@ -44,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="default: cuda when available and built, else cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--aten-gemm", action="store_true",
-                        help="ext's float32 CPU GEMMs through ATen instead of its AVX-512 kernel (for comparison)")
+                        help="ext's float32 CPU GEMMs through ATen instead of its SIMD kernels (AVX-512 or AVX2), for "
+                             "comparison")
     parser.add_argument("--no-training", action="store_true", help="skip the seed-CNN training step")
     parser.add_argument("--default-heap", action="store_true",
                         help="leave glibc's heap trimming as it is (by default the run pins the heap: see "

@@ -37,7 +37,7 @@ def format_markdown(results: dict) -> str:
         f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds"
         f"{' (--quick)' if meta['quick'] else ''}. Machine GEMM rate (float32 torch.mm): "
         f"{results['gemm_flops_per_second'] / 1e9:.1f} GFLOP/s."
-        + (f" ext's float32 GEMM: {meta['ext_cpu_gemm']}." if meta.get("ext_cpu_gemm") else "")
+        + (f" ext's float32 kernels: {meta['ext_cpu_gemm']}." if meta.get("ext_cpu_gemm") else "")
         + _tf32_note(meta) + _heap_note(meta),
         "",
         "| shape | config | fwd ms ext | fwd ms unfold | fwd ms torch | fwd+bwd ms ext | fwd+bwd ms unfold "

@@ -51,9 +51,10 @@ def host_reference_kernels() -> ContextManager[None]:
 
 
 def cpu_gemm() -> str:
-    """The GEMM that float32 convolutions run on the CPU: "avx512" or "avx2" (our SIMD kernels, on the instruction
-    set simd_isa() names) or "aten" (ATen's GEMM: MKL or OpenBLAS, as torch.mm; on CPUs with neither, or under
-    aten_gemm()). Other dtypes always run ATen's."""
+    """What float32 convolutions run on the CPU: "avx512" or "avx2" (our SIMD kernels on that instruction set: the
+    column-free kernels, and on AVX-512 our GEMM in the tiled path; on AVX2 the tiled path runs ATen's GEMM) or
+    "aten" (ATen's GEMM, MKL or OpenBLAS as torch.mm, for everything: on CPUs with neither, or under aten_gemm()).
+    Other dtypes always run ATen's."""
     return _C.simd_isa() if _C.simd_gemm_enabled() else "aten"
 
 
