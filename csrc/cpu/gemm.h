@@ -1,5 +1,6 @@
-// C = A . B on strided matrices, for the tiles of the CPU path (gemm.cpp). float32 runs our own kernel
-// (gemm_simd.cpp) where the CPU has AVX-512; every other case runs ATen's GEMM (MKL/OpenBLAS) on views. Also the instruction set that all our float32 SIMD kernels run on (simd_isa).
+// C = A . B on strided matrices, for the tiles of the CPU path (gemm.cpp). float32 runs our own kernel (gemm_simd.cpp)
+// where the CPU has AVX-512; every other case runs ATen's GEMM (MKL/OpenBLAS) on views. Also the instruction set that
+// all our float32 SIMD kernels run on (simd_isa).
 #pragma once
 
 #include <cstdint>

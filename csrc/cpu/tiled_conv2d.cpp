@@ -1,16 +1,16 @@
-// The CPU ops. Each pass runs the kernel that kernel_choice.cpp picks: first, float32 with our SIMD kernels (AVX-512 or AVX2) and
-// no columns, the padded forward, the exact-taps kernels or the implicit GEMM (and dx as their convolutions of
-// dy); then depthwise_conv2d.cpp for depthwise convolutions; the rest runs here, in tiles.
+// The CPU ops. Each pass runs the kernel that kernel_choice.cpp picks: first, float32 with our SIMD kernels (AVX-512 or
+// AVX2) and no columns, the padded forward, the exact-taps kernels or the implicit GEMM (and dx as their convolutions
+// of dy); then depthwise_conv2d.cpp for depthwise convolutions; the rest runs here, in tiles.
 //
-// The tiled path: the convolution in tiles whose columns stay in the cache between im2col and the GEMM.
-// A tile is a block of whole samples (small images) or a band of output rows of one sample (large images).
-// Tiles run in parallel over the batch (each GEMM single-threaded inside the parallel region) when the batch
-// has at least as many samples as threads; otherwise one after another, with multi-threaded GEMMs and
-// im2col/col2im parallel over rows/channels. No permutes: each tile's GEMMs (gemm.h: one per sample and group)
-// write their blocks of the (N, O, L) output, and read their blocks of grad_output, in place.
+// The tiled path: the convolution in tiles whose columns stay in the cache between im2col and the GEMM. A tile is a
+// block of whole samples (small images) or a band of output rows of one sample (large images). Tiles run in parallel
+// over the batch (each GEMM single-threaded inside the parallel region) when the batch has at least as many samples as
+// threads; otherwise one after another, with multi-threaded GEMMs and im2col/col2im parallel over rows/channels. No
+// permutes: each tile's GEMMs (gemm.h: one per sample and group) write their blocks of the (N, O, L) output, and read
+// their blocks of grad_output, in place.
 //
-// Memory: one tile of columns per thread (two in backward: columns and their gradient), bounded by the
-// workspace limit; the tile shrinks to a single output row of one sample before the bound is exceeded.
+// Memory: one tile of columns per thread (two in backward: columns and their gradient), bounded by the workspace limit;
+// the tile shrinks to a single output row of one sample before the bound is exceeded.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
