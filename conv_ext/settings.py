@@ -79,16 +79,7 @@ def simd_isa(isa: str) -> ContextManager[None]:
         raise ValueError(f"conv_ext: unknown instruction set {isa!r}; expected one of {', '.join(order[1:])}")
     if order.index(isa) > order.index(cpu_simd_isa()):
         raise ValueError(f"conv_ext: this CPU does not offer {isa} (its best: {cpu_simd_isa()})")
-
-    @contextmanager
-    def block() -> Iterator[None]:
-        previous = _C.simd_isa()
-        _C.set_simd_isa_limit(isa)
-        try:
-            yield
-        finally:
-            _C.set_simd_isa_limit(previous if previous != cpu_simd_isa() else "avx512")
-    return block()
+    return _set_for_block(_C.simd_isa_limit, _C.set_simd_isa_limit, isa)
 
 
 def cuda_built() -> bool:

@@ -198,6 +198,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // run on (the CPU's, capped), and the cap.
   m.def("cpu_simd_isa", [] { return std::string(conv_ext::cpu::simd_isa_name(conv_ext::cpu::cpu_simd_isa())); });
   m.def("simd_isa", [] { return std::string(conv_ext::cpu::simd_isa_name(conv_ext::cpu::simd_isa())); });
+  m.def("simd_isa_limit", [] { return std::string(conv_ext::cpu::simd_isa_name(conv_ext::cpu::simd_isa_limit())); });
   m.def("set_simd_isa_limit", [](const std::string& name) {
     using conv_ext::cpu::SimdIsa;
     for (SimdIsa isa : {SimdIsa::none, SimdIsa::avx2, SimdIsa::avx512}) {

@@ -1,8 +1,9 @@
-"""The GEMMs of the CPU path: our SIMD kernel on each instruction set the CPU offers (AVX-512, AVX2) and ATen's
-(everywhere), each over the whole grid and over shapes that reach every edge of the kernel: row tails (4-, 2- and
-1-row kernels), column tails of 1 to 32, sums longer than one 256-step block (with and without bias), grad_output packed for dw, and
-the implicit GEMM (stride 1, Wo == W) for the forward and dx: panels across output rows, out_h != H, taps in the
-padding on every side, a negative padding for dx."""
+"""The GEMMs of the CPU path on each instruction set the CPU offers (AVX-512: our GEMM in the tiles; AVX2: ATen's
+GEMM in the tiles, our kernels elsewhere) and with ATen's GEMM for everything, each over the whole grid and over
+shapes that reach every edge of the kernel: row tails (4-, 2- and 1-row kernels), column tails of 1 to 32, sums
+longer than one 256-step block (with and without bias), grad_output packed for dw, and the implicit GEMM (stride 1,
+Wo == W) for the forward and dx: panels across output rows, out_h != H, taps in the padding on every side, a
+negative padding for dx."""
 import contextlib
 from dataclasses import replace
 
@@ -134,13 +135,14 @@ def test_aten_gemm_switch_restores_the_setting():
 
 @pytest.mark.parametrize("isa", SIMD_ISAS)
 def test_simd_isa_switch_runs_that_instruction_set_and_restores(isa):
-    before = settings.cpu_gemm()
+    before, limit = settings.cpu_gemm(), conv_ext._C.simd_isa_limit()
     with settings.simd_isa(isa):
         assert settings.cpu_gemm() == isa
         with settings.aten_gemm():
             assert settings.cpu_gemm() == "aten"
         assert settings.cpu_gemm() == isa
     assert settings.cpu_gemm() == before
+    assert conv_ext._C.simd_isa_limit() == limit
 
 
 def test_simd_isa_switch_rejects_what_the_cpu_lacks():

@@ -14,7 +14,8 @@ import torch
 
 import conv_ext
 from conv_ext import settings
-from conv_cases import BASE, CPU_BACKENDS, SIMD_ISAS, ConvCase, assert_matches_torch, case_kwargs, forward_and_grads, make_tensors, with_bias
+from conv_cases import (BASE, CPU_BACKENDS, SIMD_ISAS, ConvCase, assert_matches_torch, case_kwargs, forward_and_grads,
+                        make_tensors, with_bias)
 from test_determinism import num_threads
 
 

@@ -59,8 +59,9 @@ void gemm_aten(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a,
 
 }  // namespace
 
-SimdIsa simd_isa() { return static_cast<SimdIsa>(std::min(static_cast<int>(cpu_simd_isa()), g_simd_isa_limit.load())); }
+SimdIsa simd_isa_limit() { return static_cast<SimdIsa>(g_simd_isa_limit.load()); }
 void set_simd_isa_limit(SimdIsa limit) { g_simd_isa_limit.store(static_cast<int>(limit)); }
+SimdIsa simd_isa() { return std::min(cpu_simd_isa(), simd_isa_limit()); }
 
 const char* simd_isa_name(SimdIsa isa) {
   switch (isa) {

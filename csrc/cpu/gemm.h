@@ -38,6 +38,7 @@ void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, Stri
 enum class SimdIsa { none = 0, avx2 = 1, avx512 = 2 };
 SimdIsa cpu_simd_isa();
 SimdIsa simd_isa();
+SimdIsa simd_isa_limit();
 void set_simd_isa_limit(SimdIsa limit);
 const char* simd_isa_name(SimdIsa isa);
 bool simd_gemm_enabled();
