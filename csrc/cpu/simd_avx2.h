@@ -32,6 +32,9 @@ CONV_EXT_AVX2_INLINE Mask first_lanes(int64_t count) {
   return {_mm256_cmpgt_epi32(limit, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
           _mm256_cmpgt_epi32(limit, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15))};
 }
+CONV_EXT_AVX2_INLINE bool all_lanes(const Mask& mask) {
+  return (_mm256_movemask_ps(_mm256_castsi256_ps(mask.lo)) & _mm256_movemask_ps(_mm256_castsi256_ps(mask.hi))) == 0xFF;
+}
 CONV_EXT_AVX2_INLINE Mask lanes_of_bits(uint32_t bits) {
   const __m256i all = _mm256_set1_epi32(static_cast<int32_t>(bits));
   const __m256i low = _mm256_setr_epi32(1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 7);

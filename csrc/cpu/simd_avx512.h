@@ -25,6 +25,8 @@ constexpr int kRows = 8, kVectors = 2, kWideRows = 16;
 CONV_EXT_AVX512 inline Mask first_lanes(int64_t count) {
   return count >= 16 ? Mask(0xFFFF) : count <= 0 ? Mask(0) : Mask((1u << count) - 1);
 }
+// Whether every lane of the vector is in the mask.
+CONV_EXT_AVX512_INLINE bool all_lanes(const Mask& mask) { return mask == Mask(0xFFFF); }
 // Lane l where bit l of `bits` is set.
 CONV_EXT_AVX512_INLINE Mask lanes_of_bits(uint32_t bits) { return Mask(bits); }
 
