@@ -141,7 +141,7 @@ SUITE_KERNELS = {
     "strided-5x5": ("padded", "phased", "exact_taps"),
     "dilated": ("implicit", "implicit", "exact_taps"),
     "grouped": ("implicit", "implicit", "exact_taps"),
-    "depthwise": ("implicit", "implicit", "implicit"),
+    "depthwise": ("depthwise_simd", "depthwise_simd", "implicit"),
     "pointwise": ("implicit", "implicit", "exact_taps"),
 }
 

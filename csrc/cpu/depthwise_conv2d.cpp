@@ -12,6 +12,7 @@
 
 #include "../conv2d.h"
 #include "column_rows.h"
+#include "gemm.h"
 #include "tiled_conv2d.h"
 
 namespace conv_ext::cpu {
@@ -123,6 +124,11 @@ bool use_depthwise_path(const at::Tensor& input, const at::Tensor& weight, int64
          (dtype == at::kFloat || dtype == at::kDouble);
 }
 
+bool use_depthwise_simd(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& g, int64_t groups) {
+  return use_depthwise_path(input, weight, groups) && input.scalar_type() == at::kFloat && simd_gemm_enabled() &&
+         g.stride_w <= 2;
+}
+
 at::Tensor conv2d_forward_depthwise(const at::Tensor& input, const at::Tensor& weight,
                                     const std::optional<at::Tensor>& bias, const ConvGeometry& g) {
   at::Tensor output = at::empty({g.batch, weight.size(0), g.out_h, g.out_w}, input.options());
@@ -150,3 +156,30 @@ void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& 
 }
 
 }  // namespace conv_ext::cpu
+
+#if CONV_EXT_X86_SIMD
+#define CONV_EXT_SIMD_BODY "depthwise_conv2d_simd.inc"
+#include "simd_for_each_isa.h"
+
+namespace conv_ext::cpu {
+
+void depthwise_conv2d_simd(const float* input, const float* weight, const float* bias, float* output,
+                           const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+  for_simd_isa(avx512::depthwise_conv2d, avx2::depthwise_conv2d)(input, weight, bias, output, g, groups,
+                                                                 out_channels);
+}
+
+}  // namespace conv_ext::cpu
+
+#else  // not x86-64 with GCC/Clang: use_depthwise_simd() is false (simd_gemm_enabled() is)
+
+namespace conv_ext::cpu {
+
+void depthwise_conv2d_simd(const float*, const float*, const float*, float*, const ConvGeometry&, int64_t,
+                           int64_t) {
+  TORCH_CHECK(false, "conv_ext: the SIMD depthwise convolution is not built for this CPU");
+}
+
+}  // namespace conv_ext::cpu
+
+#endif

@@ -79,7 +79,9 @@ at::Tensor grad_input_as_conv2d(const at::Tensor& grad_output, const at::Tensor&
   const at::Tensor flipped = flipped_transposed_weight(weight, groups).contiguous();
   at::Tensor grad_input = at::empty_like(input);
   const ConvGeometry dx_as_conv2d = transposed_geometry(g, out_channels);
-  const auto conv2d = kernel == CpuKernel::exact_taps ? exact_taps_conv2d_simd : implicit_conv2d_simd;
+  const auto conv2d = kernel == CpuKernel::exact_taps       ? exact_taps_conv2d_simd
+                      : kernel == CpuKernel::depthwise_simd ? depthwise_conv2d_simd
+                                                            : implicit_conv2d_simd;
   conv2d(grad_output.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
          grad_input.mutable_data_ptr<float>(), dx_as_conv2d, groups, g.channels);
   return grad_input;

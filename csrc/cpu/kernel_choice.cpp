@@ -12,6 +12,7 @@ const char* kernel_name(CpuKernel kernel) {
     case CpuKernel::implicit: return "implicit";
     case CpuKernel::phased: return "phased";
     case CpuKernel::depthwise: return "depthwise";
+    case CpuKernel::depthwise_simd: return "depthwise_simd";
     case CpuKernel::tiled: return "tiled";
   }
   return "?";
@@ -33,14 +34,21 @@ CpuKernels choose_cpu_kernels(const at::Tensor& input, const at::Tensor& weight,
   // padding) the column-free kernels win.
   if (simd_isa() == SimdIsa::avx2 && group_out >= 64) return kernels;
   const bool implicit = use_implicit_conv2d(input, g);
+  // Depthwise: one row per group, a 1 x 16 block in the implicit GEMM; the depthwise kernel keeps rows of the
+  // plane in registers (the depthwise suite shape on a Zen 3, AVX2: forward 0.54 against 1.23-1.40 ms on the
+  // implicit GEMM, dx 0.59 against 1.14-1.49; separate runs of the same session).
+  const bool depthwise_simd = use_depthwise_simd(input, weight, g, groups);
   kernels.forward = use_padded_conv2d(input, g, group_out)       ? CpuKernel::padded
                     : use_exact_taps_conv2d(input, g, group_out) ? CpuKernel::exact_taps
+                    : depthwise_simd                             ? CpuKernel::depthwise_simd
                     : implicit                                   ? CpuKernel::implicit
                                                                  : fallback;
   // dx, stride 1: the convolution of dy that dx is, where the implicit GEMM takes it (run by the exact-taps
   // forward where that one would take it); stride > 1: by phases.
   const ConvGeometry dx_as_conv2d = transposed_geometry(g, out_channels);
-  if (implicit && g.stride_h == 1 && g.stride_w == 1 && use_implicit_conv2d(input, dx_as_conv2d)) {
+  if (depthwise_simd && g.stride_h == 1 && g.stride_w == 1 && group_out == 1) {
+    kernels.grad_input = CpuKernel::depthwise_simd;  // dx is the depthwise convolution of dy
+  } else if (implicit && g.stride_h == 1 && g.stride_w == 1 && use_implicit_conv2d(input, dx_as_conv2d)) {
     kernels.grad_input = use_exact_taps_conv2d(input, dx_as_conv2d, g.channels / groups) ? CpuKernel::exact_taps
                                                                                          : CpuKernel::implicit;
   } else if (use_phased_grad_input(input, g, out_channels)) {

@@ -192,11 +192,12 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   // The kernels index the bias as a plain array.
   const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
-  // The padded, exact-taps and implicit kernels: no columns at all.
+  // The padded, exact-taps, implicit and SIMD depthwise kernels: no columns at all.
   const CpuKernel kernel = choose_cpu_kernels(input, weight, geometry, groups).forward;
   const auto column_free = kernel == CpuKernel::padded       ? padded_conv2d_simd
                            : kernel == CpuKernel::exact_taps ? exact_taps_conv2d_simd
                            : kernel == CpuKernel::implicit   ? implicit_conv2d_simd
+                           : kernel == CpuKernel::depthwise_simd ? depthwise_conv2d_simd
                                                              : nullptr;
   if (column_free) {
     at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
@@ -322,8 +323,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
   auto unused = [&] { return unrequested_output(input); };
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   const CpuKernels kernels = choose_cpu_kernels(input, weight, geometry, groups);
-  const bool as_conv2d_input =
-      kernels.grad_input == CpuKernel::implicit || kernels.grad_input == CpuKernel::exact_taps;
+  const bool as_conv2d_input = kernels.grad_input == CpuKernel::implicit ||
+                               kernels.grad_input == CpuKernel::exact_taps ||
+                               kernels.grad_input == CpuKernel::depthwise_simd;
   const bool phased_input = kernels.grad_input == CpuKernel::phased;
   const bool exact_weight = kernels.grad_weight == CpuKernel::exact_taps;
   const bool implicit_weight = kernels.grad_weight == CpuKernel::implicit;

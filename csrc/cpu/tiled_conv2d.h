@@ -13,7 +13,7 @@
 namespace conv_ext::cpu {
 
 // The CPU kernels (kernel_choice.cpp): which one runs the forward, dx and dw of a convolution.
-enum class CpuKernel { padded, exact_taps, implicit, phased, depthwise, tiled };
+enum class CpuKernel { padded, exact_taps, implicit, phased, depthwise, depthwise_simd, tiled };
 struct CpuKernels {
   CpuKernel forward, grad_input, grad_weight;
 };
@@ -41,6 +41,14 @@ at::Tensor conv2d_forward_depthwise(const at::Tensor& input, const at::Tensor& w
 void conv2d_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                                const ConvGeometry& geometry, const at::Tensor& grad_input,
                                const at::Tensor& grad_weight);
+// The depthwise forward on our SIMD vector layer (depthwise_conv2d_simd.inc): float32 where our SIMD GEMM is
+// enabled, stride_w 1 or 2, any channel multiplier, padding and dilation; blocks of output rows of one plane in
+// registers. Writes the whole output. For stride 1 and one output channel per group it runs dx too (as a
+// convolution of dy: grad_input_as_conv2d).
+bool use_depthwise_simd(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& geometry,
+                        int64_t groups);
+void depthwise_conv2d_simd(const float* input, const float* weight, const float* bias, float* output,
+                           const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 
 // The implicit GEMM (implicit_conv2d.cpp): float32 where our SIMD GEMM is enabled, stride_w 1 or 2,
 // and either stride 1 with Wo == W or output rows that fill 3/4 of their vectors. It reads the columns straight
@@ -81,9 +89,9 @@ std::vector<float> pack_weight_tap_major(const float* weight, int64_t groups, in
 // For stride 1, dx is the convolution of dy with the weight flipped in both taps and transposed within each
 // group (O/g <-> C/g), padded by d*(k-1) - p: its geometry (input dy, output dx).
 ConvGeometry transposed_geometry(const ConvGeometry& geometry, int64_t out_channels);
-// dx as convolutions of dy (grad_input_as_conv2d.cpp), the whole dx written: for stride 1 on the implicit GEMM or
-// the exact-taps forward (`kernel`: CpuKernel::implicit or CpuKernel::exact_taps), where the implicit GEMM takes
-// transposed_geometry; for stride > 1 and dilation 1 by phases on the implicit GEMM, where it takes every phase
+// dx as convolutions of dy (grad_input_as_conv2d.cpp), the whole dx written: for stride 1 on the implicit GEMM, the
+// exact-taps forward or the SIMD depthwise forward (`kernel`: CpuKernel::implicit, exact_taps or depthwise_simd),
+// where that kernel takes transposed_geometry; for stride > 1 and dilation 1 by phases on the implicit GEMM, where it takes every phase
 // (use_phased_grad_input).
 at::Tensor grad_input_as_conv2d(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                                 const ConvGeometry& geometry, int64_t groups, CpuKernel kernel);
