@@ -8,12 +8,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conv_ext import settings
 import conv_ext
-from conv_cases import BASE, CPU_BACKENDS, SIMD_ISAS, assert_matches_torch, case_kwargs, forward_and_grads, \
-    make_tensors, with_bias
-from test_determinism import num_threads
-from test_exact_taps import chosen_kernels
+from conv_ext import settings
+from conv_cases import BASE, SIMD_ISAS, assert_matches_torch, with_bias
+from test_exact_taps import assert_case_matches_torch, assert_same_on_1_and_2_threads, backends, chosen_kernels, \
+    simd_isas
 
 SIMD = "depthwise_simd"
 CASES = [
@@ -40,14 +39,11 @@ CASES = [
 case_ids = [case.name for case, _ in CASES]
 
 
-@pytest.mark.parametrize("backend", list(CPU_BACKENDS))
+@backends
 @pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
 @with_bias
 def test_depthwise_simd_cases_match_torch(backend, case, kernels, bias):
-    with CPU_BACKENDS[backend]():
-        if backend != "aten":
-            assert chosen_kernels(case) == kernels
-        assert_matches_torch(conv_ext.conv2d, case, torch.float32, bias)
+    assert_case_matches_torch(backend, case, kernels, bias)
 
 
 def test_stride_w3_is_not_taken():
@@ -59,21 +55,8 @@ def test_stride_w3_is_not_taken():
     assert_matches_torch(conv_ext.conv2d, case, torch.float32, True)
 
 
-@pytest.mark.parametrize("isa", SIMD_ISAS or [pytest.param("none", marks=pytest.mark.skip(
-    reason="this CPU has neither AVX-512 nor AVX2: the SIMD depthwise kernel does not run"))])
+@simd_isas
 @pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
 def test_depthwise_simd_results_do_not_depend_on_the_thread_count(isa, case, kernels):
     """Each output sums its taps in one register in a fixed order: bitwise equal on 1 and 2 threads."""
-    def run():
-        input, weight, bias = make_tensors(case, torch.float32, True)
-        output, grads, _ = forward_and_grads(conv_ext.conv2d, input, weight, bias, None, **case_kwargs(case))
-        return (output, *grads)
-
-    with settings.simd_isa(isa):
-        assert chosen_kernels(case) == kernels
-        with num_threads(1):
-            one = run()
-        with num_threads(2):
-            two = run()
-    for name, a, b in zip(("output", "grad_input", "grad_weight", "grad_bias"), one, two):
-        assert torch.equal(a, b), name
+    assert_same_on_1_and_2_threads(isa, case, kernels)

@@ -67,13 +67,18 @@ backends = pytest.mark.parametrize("backend", list(CPU_BACKENDS))
 # The thread-count test only where our kernels run (ATen's GEMM sums depend on the thread count; tests/
 # test_determinism.py checks that path within rounding).
 simd_isas = pytest.mark.parametrize("isa", SIMD_ISAS or [pytest.param("none", marks=pytest.mark.skip(
-    reason="this CPU has neither AVX-512 nor AVX2: the exact-taps kernels do not run"))])
+    reason="this CPU has neither AVX-512 nor AVX2: our SIMD kernels do not run"))])
 
 
 @backends
 @pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
 @with_bias
 def test_exact_taps_cases_match_torch(backend, case, kernels, bias):
+    assert_case_matches_torch(backend, case, kernels, bias)
+
+
+def assert_case_matches_torch(backend, case, kernels, bias):
+    """On `backend` the op chooses `kernels` (with ATen's GEMM: whatever it runs), and matches torch."""
     with CPU_BACKENDS[backend]():
         if backend != "aten":
             assert chosen_kernels(case) == kernels
@@ -84,6 +89,12 @@ def test_exact_taps_cases_match_torch(backend, case, kernels, bias):
 @pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
 def test_exact_taps_results_do_not_depend_on_the_thread_count(isa, case, kernels):
     """Each output and each dw element is summed by one thread in a fixed order: bitwise equal on 1 and 2 threads."""
+    assert_same_on_1_and_2_threads(isa, case, kernels)
+
+
+def assert_same_on_1_and_2_threads(isa, case, kernels):
+    """On `isa` the op chooses `kernels`, and the output and the three gradients are bitwise equal on 1 and 2
+    threads."""
     def run():
         input, weight, bias = make_tensors(case, torch.float32, True)
         output, grads, _ = forward_and_grads(conv_ext.conv2d, input, weight, bias, None, **case_kwargs(case))
