@@ -194,11 +194,11 @@ at::Tensor conv2d_forward_tiled(const at::Tensor& input_arg, const at::Tensor& w
   const ConvGeometry geometry = make_geometry(input, weight, stride, padding, dilation);
   // The padded, exact-taps, implicit and SIMD depthwise kernels: no columns at all.
   const CpuKernel kernel = choose_cpu_kernels(input, weight, geometry, groups).forward;
-  const auto column_free = kernel == CpuKernel::padded       ? padded_conv2d_simd
-                           : kernel == CpuKernel::exact_taps ? exact_taps_conv2d_simd
-                           : kernel == CpuKernel::implicit   ? implicit_conv2d_simd
+  const auto column_free = kernel == CpuKernel::padded           ? padded_conv2d_simd
+                           : kernel == CpuKernel::exact_taps     ? exact_taps_conv2d_simd
+                           : kernel == CpuKernel::implicit       ? implicit_conv2d_simd
                            : kernel == CpuKernel::depthwise_simd ? depthwise_conv2d_simd
-                                                             : nullptr;
+                                                                 : nullptr;
   if (column_free) {
     at::Tensor output = at::empty({geometry.batch, weight.size(0), geometry.out_h, geometry.out_w}, input.options());
     column_free(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),

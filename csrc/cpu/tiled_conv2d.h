@@ -33,8 +33,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_tiled(
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask);
 
 // Depthwise convolution (groups == in_channels, float32/float64) without columns (depthwise_conv2d.cpp):
-// contiguous tensors; the backward fills the defined ones of grad_input and grad_weight. Where the implicit
-// GEMM below applies, it runs depthwise convolutions too (vectorised; this path is scalar loops).
+// contiguous tensors; the backward fills the defined ones of grad_input and grad_weight. Scalar loops: where the
+// SIMD depthwise kernel or the implicit GEMM below applies, they run the pass instead.
 bool use_depthwise_path(const at::Tensor& input, const at::Tensor& weight, int64_t groups);
 at::Tensor conv2d_forward_depthwise(const at::Tensor& input, const at::Tensor& weight,
                                     const std::optional<at::Tensor>& bias, const ConvGeometry& geometry);
