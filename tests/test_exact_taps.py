@@ -153,7 +153,7 @@ SUITE_KERNELS = {
     "dilated": ("implicit", "implicit", "exact_taps"),
     "grouped": ("implicit", "implicit", "exact_taps"),
     "depthwise": ("depthwise_simd", "depthwise_simd", "implicit"),
-    "pointwise": ("implicit", "implicit", "exact_taps"),
+    "pointwise": ("implicit", "implicit", "tiled"),
 }
 
 
