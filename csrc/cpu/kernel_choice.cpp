@@ -63,9 +63,7 @@ CpuKernels choose_cpu_kernels(const at::Tensor& input, const at::Tensor& weight,
   // A pointwise dw (1x1, stride 1, no padding) is a GEMM over the input itself, which the tiled path runs without
   // columns: faster there than on the exact-taps dw (the pointwise suite shape, AVX-512 on an Intel Xeon with
   // AMX, 2 threads: 1.51 against 1.83 ms).
-  const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
-                         g.pad_w == 0;
-  kernels.grad_weight = exact_taps_weight ? (pointwise ? CpuKernel::tiled : CpuKernel::exact_taps)
+  kernels.grad_weight = exact_taps_weight ? (is_pointwise(g) ? CpuKernel::tiled : CpuKernel::exact_taps)
                         : implicit_weight ? CpuKernel::implicit
                                           : fallback;
   return kernels;

@@ -55,8 +55,7 @@ TiledProblem make_tiled_problem(const at::Tensor& input, const at::Tensor& weigh
   p.out_channels = weight.size(0);
   p.group_out_channels = p.out_channels / groups;
   p.group_rows = g.column_rows() / groups;
-  p.pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
-                g.pad_w == 0;
+  p.pointwise = is_pointwise(g);
   // Parallel over samples needs a tile buffer per thread: only when the batch and the bound allow it.
   const int64_t row_bytes = g.column_rows() * g.out_w * input.element_size() * std::max<int64_t>(buffers, 1);
   const int64_t threads = at::get_num_threads();

@@ -86,6 +86,10 @@ void exact_taps_grad_weight_simd(const float* grad_output, const float* input, f
 // tap by tap, channels inside, with the output channels of one step side by side.
 std::vector<float> pack_weight_tap_major(const float* weight, int64_t groups, int64_t out_channels,
                                          int64_t group_channels, int64_t taps);
+// 1x1, stride 1, no padding: the input is its own columns (the tiled path's GEMMs read it in place).
+inline bool is_pointwise(const ConvGeometry& g) {
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+}
 // For stride 1, dx is the convolution of dy with the weight flipped in both taps and transposed within each
 // group (O/g <-> C/g), padded by d*(k-1) - p: its geometry (input dy, output dx).
 ConvGeometry transposed_geometry(const ConvGeometry& geometry, int64_t out_channels);
