@@ -117,6 +117,32 @@ def test_dw_over_blocks_of_panels_stays_at_float32_rounding(backend, size, paddi
         assert error < 2e-5, (name, error)
 
 
+@pytest.mark.parametrize("isa", SIMD_ISAS or [pytest.param("none", marks=pytest.mark.skip(
+    reason="this CPU has neither AVX-512 nor AVX2: our SIMD kernels do not run"))])
+def test_implicit_dw_over_blocks_of_samples(isa):
+    """seed-conv1's geometry (1 -> 16, 28 x 28, 5 x 5, padding 2) at batch 48: the implicit dw sums its blocks of
+    samples that fit L2 (19, 19 and 10) one after another, each thread over its own (o, k) blocks in one parallel
+    region. Against float64, and bitwise equal on 1 and 2 threads."""
+    from test_determinism import num_threads
+
+    generator = torch.Generator().manual_seed(0)
+    input = torch.randn(48, 1, 28, 28, generator=generator, dtype=torch.float64)
+    weight = torch.randn(16, 1, 5, 5, generator=generator, dtype=torch.float64)
+    grad_output = torch.randn(48, 16, 28, 28, generator=generator, dtype=torch.float64)
+    args = ([1, 1], [2, 2], [1, 1], 1)
+    expected = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, *args, [False, True, False])[1]
+    got = {}
+    with settings.simd_isa(isa):
+        assert conv_ext._C._cpu_kernels(input.float(), weight.float(), *args)[2] == "implicit"
+        for threads in (1, 2):
+            with num_threads(threads):
+                got[threads] = torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(),
+                                                                  *args, [False, True, False])[1]
+    assert torch.equal(got[1], got[2])
+    error = (got[2].double() - expected).abs().max().item() / expected.abs().max().item()
+    assert error < 2e-5, error
+
+
 @grid
 @with_bias
 def test_aten_gemm_matches_torch_over_the_grid(case, bias):
