@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import conv_ext
 from conv_ext import settings
 from conv_cases import BASE, CPU_BACKENDS, SIMD_ISAS, assert_matches_torch, grid, with_bias
+from test_determinism import num_threads
 
 # The backends this machine can run: ATen's always, ours on each instruction set the CPU offers (not a skip: there
 # is no second kernel to test on a CPU without them).
@@ -123,8 +124,6 @@ def test_implicit_dw_over_blocks_of_samples(isa):
     """seed-conv1's geometry (1 -> 16, 28 x 28, 5 x 5, padding 2) at batch 48: the implicit dw sums its blocks of
     samples that fit L2 (19, 19 and 10) one after another, each thread over its own (o, k) blocks in one parallel
     region. Against float64, and bitwise equal on 1 and 2 threads."""
-    from test_determinism import num_threads
-
     generator = torch.Generator().manual_seed(0)
     input = torch.randn(48, 1, 28, 28, generator=generator, dtype=torch.float64)
     weight = torch.randn(16, 1, 5, 5, generator=generator, dtype=torch.float64)
