@@ -11,7 +11,7 @@
 //
 // A task is a block of up to 8 samples (a thread's samples of one group and band, cut into blocks of near-equal
 // size) x a band of output rows of one group. It first interleaves the input rows of the band's windows for its
-// samples, [c][h][w][sample], so that the 8 broadcasts of a step read 32 contiguous bytes (read in place, 8
+// samples, [h][w][c][sample], so that the 8 broadcasts of a step read 32 contiguous bytes (read in place, 8
 // samples are 8 cache lines a step apart, and where a plane is 4 KiB they all map to one L1 set); then, row by
 // row, computes out^T of the row and transposes it into the NCHW output with the bias.
 #include <ATen/Parallel.h>
