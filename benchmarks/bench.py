@@ -1,11 +1,20 @@
-"""The main job: conv_ext against the seed's unfold version and torch's own conv2d, side by side in one run.
+"""The main job: four implementations of one convolution, side by side in one run.
 
     python -m benchmarks.bench [--shapes seed-conv1,seed-conv2] [--quick] [--device cpu|cuda] [--threads N]
-                               [--json PATH] [--png PATH] [--markdown PATH] [--update-readme]
+                               [--simd-isa avx2|avx512] [--out DIR] [--update-readme]
 
-Per shape: forward and forward+backward medians of each implementation (interleaved rounds), the ratios,
-the ext's share of the machine's GEMM rate, bytes saved for backward, the ext's peak column workspace (and
-peak CUDA memory on a GPU); then one training step of the seed's CNN per implementation.
+The implementations, from the seed to the fastest:
+  unfold   the seed's Python version: F.unfold + matmul, autograd's backward (conv_ext.reference)
+  im2col   the textbook path in C++: im2col -> one GEMM per group -> bias, col2im for dx (CPU only: on CUDA it
+           is what ext runs)
+  ext      conv_ext.conv2d as it runs by default: the column-free CPU kernels where they apply
+  torch    torch.nn.functional.conv2d (oneDNN / MKL on the CPU, cuDNN on a GPU)
+
+Per shape: forward and forward+backward medians of each (interleaved rounds), the ratios, ext's share of the
+machine's GEMM rate, bytes saved for backward, the peak column workspace (and peak CUDA memory on a GPU); then one
+training step of the seed's CNN per implementation. Every output goes to --out (benchmarks/out, ignored by git);
+--update-readme also keeps the run in benchmarks/results/ under its date and CPU, regenerates the index there and
+puts the headline into README.md.
 """
 import argparse
 import contextlib
@@ -14,7 +23,8 @@ import json
 import math
 import os
 import platform
-from typing import Callable, Dict
+from dataclasses import dataclass
+from typing import Callable, ContextManager, Dict
 
 import torch
 import torch.nn.functional as F
@@ -27,13 +37,41 @@ from conv_ext.train import build_seed_cnn
 
 from .heap import pin_glibc_heap
 from .memory import cuda_peak_bytes, saved_for_backward_bytes
-from .report import format_markdown, update_readme, write_chart
+from .report import format_markdown, save_results, update_readme, write_chart
 from .shapes import SUITE, Shape
 from .timing import gemm_flops_rate, interleaved_medians
 
-IMPLEMENTATIONS: Dict[str, Callable[..., torch.Tensor]] = {
-    "ext": conv_ext.conv2d, "unfold": conv2d_unfold, "torch": F.conv2d}
-MODULES = {"ext": conv_ext.Conv2d, "unfold": UnfoldConv2d, "torch": nn.Conv2d}
+
+@dataclass(frozen=True)
+class Implementation:
+    """One column of the report: a function with F.conv2d's signature, a module with nn.Conv2d's constructor, and
+    the process-wide setting both run under (None: the defaults)."""
+    conv2d: Callable[..., torch.Tensor]
+    module: type
+    setting: Callable[[], ContextManager[None]] = None
+
+    def run(self, fn: Callable[[], object]) -> Callable[[], object]:
+        """fn, called under this implementation's setting (the backward too, where fn runs one)."""
+        if self.setting is None:
+            return fn
+
+        def in_setting():
+            with self.setting():
+                return fn()
+        return in_setting
+
+
+IMPLEMENTATIONS: Dict[str, Implementation] = {
+    "unfold": Implementation(conv2d_unfold, UnfoldConv2d),
+    "im2col": Implementation(conv_ext.conv2d, conv_ext.Conv2d, settings.host_reference_kernels),
+    "ext": Implementation(conv_ext.conv2d, conv_ext.Conv2d),
+    "torch": Implementation(F.conv2d, nn.Conv2d),
+}
+
+
+def implementations(device: str) -> Dict[str, Implementation]:
+    """The columns of a run: on CUDA the textbook path is what ext runs, so it has no column of its own."""
+    return {n: impl for n, impl in IMPLEMENTATIONS.items() if not (device == "cuda" and n == "im2col")}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="default: cuda when available and built, else cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--simd-isa", choices=["avx2", "avx512"], default=None,
+                        help="ext's float32 CPU kernels on this instruction set (default: the best the CPU offers)")
     parser.add_argument("--aten-gemm", action="store_true",
                         help="ext's float32 CPU GEMMs through ATen instead of its SIMD kernels (AVX-512 or AVX2), for "
                              "comparison")
@@ -53,10 +93,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-tf32", action="store_true",
                         help="on CUDA, torch.backends.cudnn.allow_tf32 = False: torch's cuDNN convolutions in full "
                              "float32 like ext's GEMMs (by default cuDNN runs float32 convolutions in TF32)")
-    parser.add_argument("--json", default="benchmarks/results/latest.json", help="every figure, as JSON")
-    parser.add_argument("--png", default="benchmarks/results/latest.png", help="chart of the ratios")
-    parser.add_argument("--markdown", default="benchmarks/results/latest.md", help="the tables, as Markdown")
-    parser.add_argument("--update-readme", action="store_true", help="put the tables into README.md")
+    parser.add_argument("--out", default="benchmarks/out",
+                        help="folder for latest.json, latest.md and latest.png ('' writes none)")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="also keep the run in benchmarks/results/ (named by date and CPU), regenerate "
+                             "benchmarks/results/README.md and put the headline into README.md")
     args = parser.parse_args(argv)
     args.shapes = [name.strip() for name in args.shapes.split(",") if name.strip()]
     unknown = [name for name in args.shapes if name not in SUITE]
@@ -66,6 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.device = "cuda" if torch.cuda.is_available() and conv_ext.cuda_built() else "cpu"
     elif args.device == "cuda" and not (torch.cuda.is_available() and conv_ext.cuda_built()):
         parser.error("--device cuda needs a GPU and a CUDA build of conv_ext (conv_ext.cuda_built())")
+    offered = {"avx512": ("avx2", "avx512"), "avx2": ("avx2",)}.get(settings.cpu_simd_isa(), ())
+    if args.simd_isa and args.simd_isa not in offered:
+        parser.error(f"--simd-isa {args.simd_isa}: this CPU's best instruction set is {settings.cpu_simd_isa()}")
     return args
 
 
@@ -78,32 +122,35 @@ def bench_shape(shape: Shape, device: str, rounds: int, seconds: float, gemm_rat
     leaves = [t.clone().requires_grad_() for t in (input, weight, bias)]
     kwargs = shape.conv_kwargs()
     grad_output = torch.randn(input.shape[0], shape.out_channels, *shape.output_size(), device=device)
+    impls = implementations(device)
 
-    def forward(conv):
+    def forward(impl: Implementation):
         def run():
             with torch.no_grad():
-                return conv(input, weight, bias, **kwargs)
-        return run
+                return impl.conv2d(input, weight, bias, **kwargs)
+        return impl.run(run)
 
-    def forward_backward(conv):
+    def forward_backward(impl: Implementation):
         def run():
-            output = conv(*leaves, **kwargs)
+            output = impl.conv2d(*leaves, **kwargs)
             torch.autograd.backward(output, grad_output, inputs=leaves)
-        return run
+        return impl.run(run)
 
-    fwd = interleaved_medians({n: forward(c) for n, c in IMPLEMENTATIONS.items()}, device, rounds, seconds)
-    fwd_bwd = interleaved_medians({n: forward_backward(c) for n, c in IMPLEMENTATIONS.items()}, device, rounds,
+    fwd = interleaved_medians({n: forward(impl) for n, impl in impls.items()}, device, rounds, seconds)
+    fwd_bwd = interleaved_medians({n: forward_backward(impl) for n, impl in impls.items()}, device, rounds,
                                   seconds)
-    memory = {n: {"saved_for_backward_bytes": saved_for_backward_bytes(lambda c=c: c(*leaves, **kwargs))}
-              for n, c in IMPLEMENTATIONS.items()}
-    conv_ext.reset_peak_workspace_bytes()
-    forward_backward(conv_ext.conv2d)()
-    memory["ext"]["peak_workspace_bytes"] = conv_ext.peak_workspace_bytes()
-    if device == "cuda":
-        for n, c in IMPLEMENTATIONS.items():
-            memory[n]["cuda_peak_bytes"] = cuda_peak_bytes(forward_backward(c))
+    memory = {}
+    for name, impl in impls.items():
+        memory[name] = {"saved_for_backward_bytes": saved_for_backward_bytes(
+            impl.run(lambda impl=impl: impl.conv2d(*leaves, **kwargs)))}
+        if impl.conv2d is conv_ext.conv2d:  # the column workspace is the extension's own
+            conv_ext.reset_peak_workspace_bytes()
+            forward_backward(impl)()
+            memory[name]["peak_workspace_bytes"] = conv_ext.peak_workspace_bytes()
+        if device == "cuda":
+            memory[name]["cuda_peak_bytes"] = cuda_peak_bytes(forward_backward(impl))
     flops = shape.forward_flops()
-    return {
+    result = {
         "shape": shape.as_dict(), "description": shape.describe(), "forward_flops": flops,
         "forward_seconds": fwd, "forward_backward_seconds": fwd_bwd,
         "ext_speedup_vs_unfold": fwd_bwd["unfold"] / fwd_bwd["ext"],
@@ -115,6 +162,9 @@ def bench_shape(shape: Shape, device: str, rounds: int, seconds: float, gemm_rat
         "memory": memory,
         "workspace_limit_bytes": conv_ext.workspace_limit_bytes(),
     }
+    if "im2col" in impls:
+        result["im2col_speedup_vs_unfold"] = fwd_bwd["unfold"] / fwd_bwd["im2col"]
+    return result
 
 
 TRAINING_ROUNDS_FACTOR = 3
@@ -127,8 +177,8 @@ def bench_training_step(device: str, rounds: int, seconds: float, batch: int = 1
     images = torch.rand(batch, 1, 28, 28, device=device)
     labels = torch.randint(0, 10, (batch,), device=device)
 
-    def step_fn(conv_cls):
-        model = build_seed_cnn(conv_cls).to(device)
+    def step_fn(impl: Implementation):
+        model = build_seed_cnn(impl.module).to(device)
         model.load_state_dict(initial_state)
         optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
 
@@ -136,9 +186,10 @@ def bench_training_step(device: str, rounds: int, seconds: float, batch: int = 1
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(images), labels).backward()
             optimizer.step()
-        return step
+        return impl.run(step)
 
-    medians = interleaved_medians({n: step_fn(cls) for n, cls in MODULES.items()}, device, rounds, seconds)
+    medians = interleaved_medians({n: step_fn(impl) for n, impl in implementations(device).items()}, device,
+                                  rounds, seconds)
     return {"batch": batch, "rounds": rounds, "step_seconds": medians,
             "images_per_second": {n: batch / s for n, s in medians.items()},
             "ext_over_torch": medians["ext"] / medians["torch"],
@@ -158,6 +209,23 @@ def machine_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_family_model() -> str:
+    """x86's CPU family and model numbers ("family 6 model 167"): the model name alone ("AMD EPYC") does not
+    tell one generation from another. Empty where /proc/cpuinfo does not say."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() in ("cpu family", "model") and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
+                if not line.strip():
+                    break
+    except OSError:
+        return ""
+    return f"family {fields['cpu family']} model {fields['model']}" if len(fields) == 2 else ""
+
+
 def geometric_mean(values) -> float:
     values = list(values)
     return math.exp(sum(math.log(v) for v in values) / len(values))
@@ -165,7 +233,11 @@ def geometric_mean(values) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    with settings.aten_gemm() if args.aten_gemm else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if args.aten_gemm:
+            stack.enter_context(settings.aten_gemm())
+        if args.simd_isa:
+            stack.enter_context(settings.simd_isa(args.simd_isa))
         return run(args)
 
 
@@ -197,7 +269,9 @@ def run(args: argparse.Namespace) -> dict:
     advance("gemm")
     results = {
         "meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
-                 "machine": machine_name(args.device), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                 "machine": machine_name(args.device),
+                 "cpu_family_model": cpu_family_model() if args.device == "cpu" else None,
+                 "date": datetime.datetime.now().isoformat(timespec="seconds"),
                  "quick": args.quick, "rounds": rounds, "glibc_heap_pinned": heap_pinned,
                  "ext_cpu_gemm": settings.cpu_gemm() if args.device == "cpu" else None,
                  "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if args.device == "cuda" else None},
@@ -218,22 +292,22 @@ def run(args: argparse.Namespace) -> dict:
         "ext_over_torch": geometric_mean(s["ext_over_torch"] for s in shapes),
         "torch_speedup_vs_unfold": geometric_mean(
             s["forward_backward_seconds"]["unfold"] / s["forward_backward_seconds"]["torch"] for s in shapes)}
+    if all("im2col_speedup_vs_unfold" in s for s in shapes):
+        results["geometric_mean"]["im2col_speedup_vs_unfold"] = geometric_mean(
+            s["im2col_speedup_vs_unfold"] for s in shapes)
 
     markdown = format_markdown(results)
     print(markdown)
-    for path in (args.json, args.png, args.markdown):
-        if path and os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-    if args.json:
-        with open(args.json, "w") as f:
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "latest.json"), "w") as f:
             json.dump(results, f, indent=2)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
+        with open(os.path.join(args.out, "latest.md"), "w") as f:
             f.write(markdown + "\n")
-    if args.png:
-        write_chart(results, args.png)
+        write_chart(results, os.path.join(args.out, "latest.png"))
     if args.update_readme:
-        update_readme("README.md", markdown, args.png)
+        saved = save_results(results, "benchmarks/results")
+        update_readme("README.md", results, saved)
     return results
 
 

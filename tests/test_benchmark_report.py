@@ -46,8 +46,44 @@ def test_the_heap_is_pinned_where_the_c_library_is_glibc():
 def test_the_training_step_takes_three_times_the_rounds_and_says_so(capsys):
     """The step's ratio is the headline target: its median is over 3x the suite's rounds, and the report says how
     many (a --quick run of one shape and the step)."""
-    results = bench.main(["--quick", "--device", "cpu", "--shapes", "seed-conv1", "--json", "", "--png", "",
-                          "--markdown", ""])
+    results = bench.main(["--quick", "--device", "cpu", "--shapes", "seed-conv1", "--out", ""])
     step = results["training_step"]
     assert step["rounds"] == bench.TRAINING_ROUNDS_FACTOR * results["meta"]["rounds"] == 9
     assert f"Adam, medians of {step['rounds']} interleaved rounds):" in capsys.readouterr().out
+
+
+def _quick_results():
+    return bench.main(["--quick", "--device", "cpu", "--shapes", "seed-conv1", "--no-training", "--out", ""])
+
+
+def test_a_cpu_run_has_the_four_implementations_from_unfold_to_torch():
+    from benchmarks.report import format_headline
+    results = _quick_results()
+    shape = results["shapes"]["seed-conv1"]
+    assert list(shape["forward_backward_seconds"]) == ["unfold", "im2col", "ext", "torch"]
+    # The textbook path allocates columns; the default kernels for seed-conv1 allocate none.
+    assert shape["memory"]["im2col"]["peak_workspace_bytes"] > 0
+    assert shape["memory"]["ext"]["peak_workspace_bytes"] == 0
+    assert "im2col + GEMM (C++)" in format_headline(results)
+
+
+def test_update_readme_keeps_the_run_by_date_and_cpu_and_indexes_it(tmp_path):
+    from benchmarks.report import result_stem, save_results, update_readme
+    results = _quick_results()
+    stem = result_stem(results)
+    assert stem.startswith(results["meta"]["date"][:10] + "-") and stem.endswith("-" + results["meta"]["ext_cpu_gemm"])
+    saved = save_results(results, str(tmp_path / "results"))
+    written = {p.name for p in (tmp_path / "results").iterdir()}
+    assert written == {stem + ".json", stem + ".md", "README.md"} | ({stem + ".png"} if _has_matplotlib() else set())
+    assert f"[{stem}]({stem}.md)" in (tmp_path / "results" / "README.md").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- benchmark:start -->\nSTALE TABLE\n<!-- benchmark:end -->\nafter\n")
+    update_readme(str(readme), results, saved)
+    text = readme.read_text()
+    assert "STALE TABLE" not in text and text.startswith("before\n") and text.endswith("after\n")
+    assert f"(results/{stem}.md)" in text and "Geometric mean" in text
+
+
+def _has_matplotlib() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("matplotlib") is not None
