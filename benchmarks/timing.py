@@ -36,7 +36,7 @@ def interleaved_medians(fns: Dict[str, Callable[[], object]], device: str, round
 
 def gemm_flops_rate(device: str, size: int, rounds: int, target_seconds: float) -> float:
     """FLOP/s of one large float32 matrix product (torch.mm: MKL/OpenBLAS on CPU, cuBLAS on GPU): the limit of
-    any im2col + GEMM design on this machine."""
+    any im2col + GEMM design on the machine that runs it."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     out = torch.empty(size, size, device=device)

@@ -16,7 +16,7 @@ from conv_ext import settings
 from conv_cases import BASE, CPU_BACKENDS, SIMD_ISAS, assert_matches_torch, grid, with_bias
 from test_determinism import num_threads
 
-# The backends this machine can run: ATen's always, ours on each instruction set the CPU offers (not a skip: there
+# The backends the CPU can run: ATen's always, ours on each instruction set the CPU offers (not a skip: there
 # is no second kernel to test on a CPU without them).
 BACKENDS = CPU_BACKENDS
 backends = pytest.mark.parametrize("backend", list(BACKENDS))

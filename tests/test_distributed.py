@@ -1,4 +1,4 @@
-"""DistributedDataParallel: a model built with conv_ext.Conv2d trains in 2 processes (gloo, on this machine,
+"""DistributedDataParallel: a model built with conv_ext.Conv2d trains in 2 processes (gloo, on one host,
 loopback only) to exactly the weights of a single process that sees the combined batch."""
 import datetime
 import os
