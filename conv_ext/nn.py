@@ -25,7 +25,8 @@ class _FunctionalConv2d(nn.Conv2d):
 
 class Conv2d(_FunctionalConv2d):
     """torch.nn.Conv2d computed by conv_ext's im2col + GEMM ops. Same constructor, parameter names, shapes and
-    initialisation as nn.Conv2d, so state_dicts load both ways."""
+    initialisation as nn.Conv2d, so state_dicts load both ways. Works with torch.export, torch.jit.trace and
+    torch.jit.script, and exports to ONNX (docs/deploying.md)."""
 
     conv2d_function = staticmethod(conv2d)
 
