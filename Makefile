@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch on these machines; any torch >= 2.4 works (e.g. make test TORCH_SPEC='torch>=2.4').
 TORCH_SPEC ?= torch==2.13.0
-TOOLS := "setuptools>=70" wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib
+# onnx, onnxscript (torch.onnx.export) and onnxruntime: the export tests (tests/test_export.py).
+TOOLS := "setuptools>=70" wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib onnx onnxscript onnxruntime
 SOURCES := setup.py pyproject.toml $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cpu/*.inc csrc/cuda/*.cu csrc/cuda/*.cpp)
 BENCH_ARGS ?=
 

@@ -10,12 +10,14 @@ except ImportError as error:
         f"{error}") from error
 
 from . import reference
+from .export import decompositions, onnx_translation_table
 from .nn import Conv2d, convert
 from .ops import Conv2dFunction, conv2d
 from .settings import (cuda_built, peak_workspace_bytes, reset_peak_workspace_bytes, set_workspace_limit_bytes,
                        workspace_limit, workspace_limit_bytes)
 
 __all__ = [
-    "Conv2d", "Conv2dFunction", "conv2d", "convert", "cuda_built", "peak_workspace_bytes", "reference",
-    "reset_peak_workspace_bytes", "set_workspace_limit_bytes", "workspace_limit", "workspace_limit_bytes",
+    "Conv2d", "Conv2dFunction", "conv2d", "convert", "cuda_built", "decompositions", "onnx_translation_table",
+    "peak_workspace_bytes", "reference", "reset_peak_workspace_bytes", "set_workspace_limit_bytes",
+    "workspace_limit", "workspace_limit_bytes",
 ]

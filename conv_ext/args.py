@@ -33,21 +33,21 @@ def _pair(name: str, value: IntPair) -> Tuple[int, int]:
     raise TypeError(f"conv_ext.conv2d: {name} must be an int or a pair of ints, got {value!r}")
 
 
-def _same_padding(input: torch.Tensor, weight: torch.Tensor, stride: Tuple[int, int],
-                  dilation: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
+def same_padding(input: torch.Tensor, weight: torch.Tensor, stride: Tuple[int, int],
+                 dilation: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """padding='same': total padding d*(k-1) per side pair; an odd total puts the extra row/column at the
-    bottom/right (as torch does), by padding the input itself."""
+    bottom/right (as torch does), by padding the input itself. Written for TorchScript too (conv_ext.Conv2d's
+    scripted forward calls it)."""
     if stride != (1, 1):
         raise ValueError(f"conv_ext.conv2d: padding='same' is not supported for strided convolutions "
                          f"(stride={stride})")
     if weight.dim() != 4:  # the op's own check reports it
         return input, (0, 0)
-    totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
-    padding = (totals[0] // 2, totals[1] // 2)
-    extra_h, extra_w = totals[0] % 2, totals[1] % 2
-    if extra_h or extra_w:
-        input = F.pad(input, (0, extra_w, 0, extra_h))
-    return input, padding
+    total_h = dilation[0] * (weight.shape[2] - 1)
+    total_w = dilation[1] * (weight.shape[3] - 1)
+    if total_h % 2 or total_w % 2:
+        input = F.pad(input, (0, total_w % 2, 0, total_h % 2))
+    return input, (total_h // 2, total_w // 2)
 
 
 def normalize_conv_args(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -72,7 +72,7 @@ def normalize_conv_args(input: torch.Tensor, weight: torch.Tensor, bias: Optiona
         if padding == "valid":
             padding = (0, 0)
         elif padding == "same":
-            input, padding = _same_padding(input, weight, stride, dilation)
+            input, padding = same_padding(input, weight, stride, dilation)
         else:
             raise ValueError(f"conv_ext.conv2d: padding must be 'valid', 'same', an int or a pair of ints, "
                              f"got {padding!r}")
