@@ -12,10 +12,11 @@ except ImportError as error:
 from . import reference
 from .nn import Conv2d, convert
 from .ops import Conv2dFunction, conv2d
-from .settings import (cuda_built, peak_workspace_bytes, reset_peak_workspace_bytes, set_workspace_limit_bytes,
-                       workspace_limit, workspace_limit_bytes)
+from .settings import (cuda_built, im2col_gemm, im2col_gemm_enabled, peak_workspace_bytes, reset_peak_workspace_bytes,
+                       set_workspace_limit_bytes, workspace_limit, workspace_limit_bytes)
 
 __all__ = [
-    "Conv2d", "Conv2dFunction", "conv2d", "convert", "cuda_built", "peak_workspace_bytes", "reference",
-    "reset_peak_workspace_bytes", "set_workspace_limit_bytes", "workspace_limit", "workspace_limit_bytes",
+    "Conv2d", "Conv2dFunction", "conv2d", "convert", "cuda_built", "im2col_gemm", "im2col_gemm_enabled",
+    "peak_workspace_bytes", "reference", "reset_peak_workspace_bytes", "set_workspace_limit_bytes", "workspace_limit",
+    "workspace_limit_bytes",
 ]
