@@ -23,7 +23,7 @@ from torch import nn
 import conv_ext
 from conv_ext import settings
 from conv_ext.reference import UnfoldConv2d, conv2d_unfold
-from conv_ext.train import build_seed_cnn
+from examples.mnist.model import build_seed_cnn
 
 from .heap import pin_glibc_heap
 from .memory import cuda_peak_bytes, saved_for_backward_bytes
