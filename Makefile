@@ -1,5 +1,6 @@
-# The two commands: `make bench` (the main job: the benchmark) and `make test`. Both set up .venv, install
-# torch and the test/benchmark tools, build the extension with pip against that torch, then run.
+# The commands: `make bench` (the main job: the benchmark), `make test` and `make mnist` (the seed's reproduction,
+# examples/mnist). Each sets up .venv, installs torch and the test/benchmark tools, builds the extension with pip
+# against that torch, then runs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,8 +10,10 @@ TORCH_SPEC ?= torch==2.13.0
 TOOLS := "setuptools>=70" wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib onnx onnxscript onnxruntime
 SOURCES := setup.py pyproject.toml $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cpu/*.inc csrc/cuda/*.cu csrc/cuda/*.cpp)
 BENCH_ARGS ?=
+# Fashion-MNIST from Debian's dataset-fashion-mnist; MNIST: MNIST_ARGS='--compare --data-dir DIR'.
+MNIST_ARGS ?= --compare --dataset fashion-mnist
 
-.PHONY: test bench build venv clean
+.PHONY: test bench mnist build venv clean
 
 $(BIN)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +33,9 @@ test: build
 
 bench: build
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
+mnist: build
+	$(BIN)/python -m examples.mnist.train $(MNIST_ARGS)
 
 clean:
 	rm -rf build *.egg-info conv_ext/_C*.so

@@ -33,7 +33,7 @@ from torch import nn
 import conv_ext
 from conv_ext import settings
 from conv_ext.reference import UnfoldConv2d, conv2d_unfold
-from conv_ext.train import build_seed_cnn
+from examples.mnist.model import build_seed_cnn
 
 from .heap import pin_glibc_heap
 from .memory import cuda_peak_bytes, saved_for_backward_bytes
@@ -63,7 +63,7 @@ class Implementation:
 
 IMPLEMENTATIONS: Dict[str, Implementation] = {
     "unfold": Implementation(conv2d_unfold, UnfoldConv2d),
-    "im2col": Implementation(conv_ext.conv2d, conv_ext.Conv2d, settings.host_reference_kernels),
+    "im2col": Implementation(conv_ext.conv2d, conv_ext.Conv2d, settings.im2col_gemm),
     "ext": Implementation(conv_ext.conv2d, conv_ext.Conv2d),
     "torch": Implementation(F.conv2d, nn.Conv2d),
 }

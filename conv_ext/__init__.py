@@ -13,11 +13,11 @@ from . import reference
 from .export import decompositions, onnx_translation_table
 from .nn import Conv2d, convert
 from .ops import Conv2dFunction, conv2d
-from .settings import (cuda_built, peak_workspace_bytes, reset_peak_workspace_bytes, set_workspace_limit_bytes,
-                       workspace_limit, workspace_limit_bytes)
+from .settings import (cuda_built, im2col_gemm, im2col_gemm_enabled, peak_workspace_bytes, reset_peak_workspace_bytes,
+                       set_workspace_limit_bytes, workspace_limit, workspace_limit_bytes)
 
 __all__ = [
-    "Conv2d", "Conv2dFunction", "conv2d", "convert", "cuda_built", "decompositions", "onnx_translation_table",
-    "peak_workspace_bytes", "reference", "reset_peak_workspace_bytes", "set_workspace_limit_bytes",
-    "workspace_limit", "workspace_limit_bytes",
+    "Conv2d", "Conv2dFunction", "conv2d", "convert", "cuda_built", "decompositions", "im2col_gemm",
+    "im2col_gemm_enabled", "onnx_translation_table", "peak_workspace_bytes", "reference", "reset_peak_workspace_bytes",
+    "set_workspace_limit_bytes", "workspace_limit", "workspace_limit_bytes",
 ]

@@ -1,5 +1,6 @@
-"""Argument normalisation shared by conv_ext.conv2d and the unfold reference: ints -> pairs, the padding
-strings 'same' and 'valid', and unbatched (3-D) input. The checks of values and shapes live in the C++ op."""
+"""Argument normalisation of conv_ext.conv2d: ints -> pairs, the padding strings 'same' and 'valid', and
+unbatched (3-D) input. The checks of values and shapes live in the C++ op. (conv_ext/reference.py has its own
+copy of these rules, as an independent oracle.)"""
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch

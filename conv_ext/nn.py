@@ -1,5 +1,5 @@
 """conv_ext.Conv2d, a drop-in torch.nn.Conv2d, and convert() to swap it into an existing model."""
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -7,23 +7,10 @@ from torch import nn
 
 from .args import same_padding
 from .ops import conv2d
+from .reference import FunctionalConv2d
 
 
-class _FunctionalConv2d(nn.Conv2d):
-    """nn.Conv2d whose convolution is `conv2d_function` (same signature as F.conv2d). Everything else is
-    nn.Conv2d's own: constructor, parameters, initialisation, state_dict, padding_mode, repr."""
-
-    conv2d_function: Callable[..., torch.Tensor]
-
-    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):  # type: ignore[override]
-        conv = type(self).conv2d_function
-        if self.padding_mode != "zeros":  # as nn.Conv2d: pad explicitly, then convolve without padding
-            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return conv(input, weight, bias, self.stride, 0, self.dilation, self.groups)
-        return conv(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
-
-
-class Conv2d(_FunctionalConv2d):
+class Conv2d(FunctionalConv2d):
     """torch.nn.Conv2d computed by conv_ext's im2col + GEMM ops. Same constructor, parameter names, shapes and
     initialisation as nn.Conv2d, so state_dicts load both ways. Works with torch.export, torch.jit.trace and
     torch.jit.script, and exports to ONNX (docs/deploying.md)."""

@@ -44,9 +44,21 @@ def reset_peak_workspace_bytes() -> None:
     _C.reset_peak_workspace_bytes()
 
 
-def host_reference_kernels() -> ContextManager[None]:
-    """Context manager (for tests): the CPU ops run the reference host loops over the per-element im2col/col2im
-    bodies that the CUDA kernels run, instead of the fast CPU kernels."""
+def im2col_gemm_enabled() -> bool:
+    """Whether the CPU ops run the plain im2col + GEMM path (see im2col_gemm()); False by default."""
+    return _C.host_reference_kernels_enabled()
+
+
+def im2col_gemm() -> ContextManager[None]:
+    """Context manager: for the duration of the block, convolutions on the CPU run the plain im2col + GEMM path,
+    the textbook algorithm, instead of the column-free CPU kernels (and the tiled path).
+
+    That path is csrc/conv2d_impl.cpp's orchestration, the one the CUDA op runs: per chunk of the batch, im2col
+    into a column workspace, one GEMM per group through ATen (MKL or OpenBLAS), the bias; for the backward, the
+    GEMMs for dw and the columns of dx, then col2im into dx. Its im2col and col2im are the per-element bodies of
+    csrc/im2col.h that the CUDA kernels run, launched by a host loop. Every dtype and shape the op takes runs on
+    it; it is slower than the default CPU kernels, and is there to read, to compare against and to test the
+    code the GPU runs on a CPU. CUDA tensors are unaffected (they always take this path)."""
     return _set_for_block(_C.host_reference_kernels_enabled, _C.set_host_reference_kernels_enabled, True)
 
 

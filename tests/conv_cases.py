@@ -1,5 +1,5 @@
 """The shared grid of convolution configurations and the comparison with torch.nn.functional.conv2d, used by
-every test that checks an implementation (the ext op, its host-reference kernels, the unfold reference, CUDA)."""
+every test that checks an implementation (the ext op, its im2col + GEMM path, the unfold reference, CUDA)."""
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple, Union
 

@@ -223,17 +223,17 @@ def test_no_channels_at_all(backend):
     assert [g.shape for g in grads] == [input.shape, weight.shape, (0,)]
 
 
-@pytest.mark.parametrize("backend", [*BACKENDS, "host-reference"])
+@pytest.mark.parametrize("backend", [*BACKENDS, "im2col-gemm"])
 @pytest.mark.parametrize("device", ["cpu", "meta"])
 def test_no_input_channels_follow_torch(backend, device):
     """0 input channels but 16 output channels, as torch has it (ATen's Convolution.cpp): the output has 0 channels,
     not 16 channels of bias, and the gradients are zeros of the input's, weight's and bias's sizes. On each CPU
-    GEMM and on the shared orchestration that the CUDA op runs (host-reference)."""
+    GEMM and on the shared orchestration that the CUDA op runs (settings.im2col_gemm())."""
     input = torch.randn(2, 0, 5, 7, device=device, requires_grad=True)
     weight = torch.randn(16, 0, 3, 3, device=device, requires_grad=True)
     bias = torch.randn(16, device=device, requires_grad=True)
     expected = F.conv2d(input, weight, bias, padding=1, stride=(1, 2))
-    with {**BACKENDS, "host-reference": settings.host_reference_kernels}[backend]():
+    with {**BACKENDS, "im2col-gemm": settings.im2col_gemm}[backend]():
         output = conv_ext.conv2d(input, weight, bias, padding=1, stride=(1, 2))
         assert output.shape == expected.shape == (2, 0, 5, 4)
         if device == "meta":

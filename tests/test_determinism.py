@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import conv_ext
-from conv_ext.settings import host_reference_kernels
+from conv_ext.settings import im2col_gemm
 
-PATHS = {"tiled": contextlib.nullcontext, "shared": host_reference_kernels}
+PATHS = {"tiled": contextlib.nullcontext, "shared": im2col_gemm}
 paths = pytest.mark.parametrize("path", list(PATHS))
 # Batches at least as large as the thread count run samples in parallel with per-thread dw partial sums on the
 # tiled path; a single sample runs its GEMMs multi-threaded instead.

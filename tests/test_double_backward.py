@@ -20,7 +20,7 @@ from torch import nn
 
 import conv_ext
 from conv_cases import TOLERANCES
-from conv_ext.settings import host_reference_kernels
+from conv_ext.settings import im2col_gemm
 
 CONFIGS = {
     "plain": dict(stride=1, padding=0, dilation=1, groups=1),
@@ -30,7 +30,7 @@ CONFIGS = {
     "depthwise": dict(stride=1, padding=1, dilation=1, groups=4),
 }
 configs = pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
-PATHS = {"tiled": contextlib.nullcontext, "shared": host_reference_kernels}
+PATHS = {"tiled": contextlib.nullcontext, "shared": im2col_gemm}
 CLOSE = TOLERANCES[torch.float64]
 
 
@@ -76,7 +76,7 @@ def test_gradgradcheck(config, bias):
 @pytest.mark.parametrize("config", [CONFIGS["plain"], CONFIGS["mixed-groups"]], ids=["plain", "mixed-groups"])
 def test_gradgradcheck_shared_orchestration(config):
     """The same through the shared orchestration (the code CUDA runs), with the host-launched device bodies."""
-    with host_reference_kernels():
+    with im2col_gemm():
         assert torch.autograd.gradgradcheck(lambda x, w, b: conv_ext.conv2d(x, w, b, **config), make_inputs(config))
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import conv_ext
-from conv_ext.settings import host_reference_kernels
+from conv_ext.settings import im2col_gemm
 from conv_cases import (GRID, TOLERANCES, assert_matches_torch, case_kwargs, dtypes, forward_and_grads,
                                  grid, make_tensors, with_bias)
 
@@ -18,10 +18,20 @@ def test_matches_torch(case, dtype, bias):
 
 @grid
 @with_bias
-def test_host_reference_kernels_match_torch(case, bias):
+def test_im2col_gemm_path_matches_torch(case, bias):
     """The per-element bodies that the CUDA kernels run, launched by a host loop, over the same grid."""
-    with host_reference_kernels():
+    with im2col_gemm():
         assert_matches_torch(conv_ext.conv2d, case, torch.float64, bias)
+
+
+def test_im2col_gemm_switch_is_scoped_to_its_block():
+    """On inside the block only, and off again after an exception in it."""
+    assert not conv_ext.im2col_gemm_enabled()
+    with pytest.raises(RuntimeError, match="inside"):
+        with im2col_gemm():
+            assert conv_ext.im2col_gemm_enabled()
+            raise RuntimeError("inside")
+    assert not conv_ext.im2col_gemm_enabled()
 
 
 EXPLICIT_PADDING = [c for c in GRID if not isinstance(c.padding, str)]  # 'same'/'valid' are conv2d()'s job

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 import conv_ext
 from conv_cases import TOLERANCES, forward_and_grads
 from conv_ext.args import normalize_conv_args
-from conv_ext.settings import host_reference_kernels
+from conv_ext.settings import im2col_gemm
 
 Pair = Tuple[int, int]
 PATHS: Dict[str, Callable[[], ContextManager[None]]] = {"tiled": contextlib.nullcontext,
-                                                        "shared": host_reference_kernels}
+                                                        "shared": im2col_gemm}
 paths = pytest.mark.parametrize("path", list(PATHS))
 
 

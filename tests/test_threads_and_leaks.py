@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import conv_ext
-from conv_ext.settings import host_reference_kernels
+from conv_ext.settings import im2col_gemm
 
-PATHS = {"tiled": contextlib.nullcontext, "shared": host_reference_kernels}
+PATHS = {"tiled": contextlib.nullcontext, "shared": im2col_gemm}
 paths = pytest.mark.parametrize("path", list(PATHS))
 
 THREADS = 4

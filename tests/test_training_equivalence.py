@@ -5,7 +5,7 @@ from torch import nn
 
 import conv_ext
 from conv_ext.reference import UnfoldConv2d
-from conv_ext.train import build_seed_cnn
+from examples.mnist.model import build_seed_cnn
 
 
 def adam_losses(conv_cls, initial_state, images, labels, steps: int = 20):

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 import conv_ext
 from conv_cases import GRID, case_kwargs, forward_and_grads, make_tensors
 from conv_ext import settings
-from conv_ext.settings import host_reference_kernels
+from conv_ext.settings import im2col_gemm
 
 CASE = next(c for c in GRID if c.name == "batch33")
-PATHS = {"tiled": contextlib.nullcontext, "shared": host_reference_kernels}
+PATHS = {"tiled": contextlib.nullcontext, "shared": im2col_gemm}
 paths = pytest.mark.parametrize("path", list(PATHS))
 
 
@@ -77,7 +77,7 @@ def test_shared_orchestration_chunks_are_as_large_as_the_bound_allows():
     input, weight, bias = make_tensors(CASE, torch.float32, True)
     output = conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE))
     per_sample = column_bytes_per_sample(input, weight, output)
-    with host_reference_kernels():
+    with im2col_gemm():
         with conv_ext.workspace_limit(5 * per_sample):  # 5 samples in forward, 2 x 2 column buffers in backward
             conv_ext.reset_peak_workspace_bytes()
             conv_ext.conv2d(input, weight, bias, **case_kwargs(CASE))
