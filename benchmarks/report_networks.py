@@ -194,8 +194,9 @@ def write_chart(results: dict, path: str) -> None:
         axes.set_xticklabels(names, rotation=20, ha="right")
         axes.set_ylabel(f"ext / torch time\n({f})")
     meta = results["meta"]
-    panels[0, 0].set_title(f"convolutions of each network: {meta['device']}: {meta['machine']} ({meta['threads']} "
-                           f"threads), torch {meta['torch']}, {meta['date'][:10]}", fontsize=9)
+    panels[0, 0].set_title(f"Each network's convolutions, ext / torch time (1 = level)\n{meta['device']}: "
+                           f"{meta['machine']} ({meta['threads']} threads), torch {meta['torch']}, {meta['date'][:10]}",
+                           fontsize=9)
     panels[0, 0].legend(fontsize=7, ncol=len(batches))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
