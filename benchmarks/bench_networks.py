@@ -33,7 +33,7 @@ WORST_LAYERS = 5
 NETWORK_TARGET, LAYER_TARGET, SCALING_TARGET = 1.0, 1.25, 0.6
 TRAINING_TARGET_MIN_BATCH = 8
 # Rounds and seconds per measurement: few, short ones (a network run times hundreds of layers).
-ROUNDS, SECONDS = 5, 0.02
+ROUNDS, SECONDS = 3, 0.02
 QUICK_ROUNDS, QUICK_SECONDS = 1, 0.002
 
 
@@ -84,7 +84,7 @@ def time_layer(shape: Shape, memory_format: torch.memory_format, impls: Dict[str
             for n in ("ext", "torch"):
                 fns[f"{n}@{count}"] = build(impls[n])
                 threads[f"{n}@{count}"] = count
-        medians = interleaved_medians(fns, device, rounds, seconds, threads)
+        medians = interleaved_medians(fns, device, rounds, seconds, threads, warm_up_each=False)
         result[key] = {n: medians[n] for n in names}
         for count in others:
             result.setdefault("threads", {}).setdefault(str(count), {})[key] = {
@@ -201,7 +201,8 @@ def time_model(model: nn.Module, input_shape, batch: int, memory_format: torch.m
     ext, reference = _model_fns(converted, images), _model_fns(model, images)
     result = {}
     for key in ext:
-        result[key] = interleaved_medians({"ext": ext[key], "torch": reference[key]}, device, rounds, seconds)
+        result[key] = interleaved_medians({"ext": ext[key], "torch": reference[key]}, device, rounds, seconds,
+                                          warm_up_each=False)
     result["forward_ext_over_torch"] = _ratio(result["forward_seconds"])
     result["forward_backward_ext_over_torch"] = _ratio(result["forward_backward_seconds"])
     return result
