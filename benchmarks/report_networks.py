@@ -208,23 +208,28 @@ def networks_stem(results: dict) -> str:
     return result_stem(results) + "-networks"
 
 
+def mean_ratio(results: dict, format_name: str, batch: str, direction: str) -> float:
+    """The geometric mean over the networks of ext / torch (summed convolution times) at one batch and format."""
+    return geometric_mean(net["totals"][format_name][batch][direction + "_ext_over_torch"]
+                          for net in results["networks"].values())
+
+
 def index_lines(runs: list) -> List[str]:
     """The results index's networks table: one line per kept networks run, (stem, results) newest first."""
     if not runs:
         return []
     lines = ["", "Networks (`-networks`): the sum of each network's convolution times, ext / torch, geometric mean "
              "over the networks, per batch (contiguous; forward, fwd+bwd), and the targets held.", "",
-             f"| run | machine | threads | batches | forward | fwd+bwd | layers <= {LAYER_TARGET:.2f}x | network totals |",
-             "|---|---|--:|---|---|---|--:|--:|"]
+             f"| run | machine | threads | forward | fwd+bwd | layers <= {LAYER_TARGET:.2f}x | network totals |",
+             "|---|---|--:|---|---|--:|--:|"]
     for stem, results in runs:
-        meta = results["meta"]
-        per_batch = {d: ", ".join(f"{b}: {geometric_mean(n['totals']['contiguous'][str(b)][d + '_ext_over_torch'] for n in results['networks'].values()):.2f}"
-                                  for b in meta["batches"]) for d in DIRECTIONS}
-        t = results["targets"]
+        meta, t = results["meta"], results["targets"]
+        per_batch = {d: ", ".join(f"batch {b}: {mean_ratio(results, 'contiguous', b, d):.2f}"
+                                  for b in _batches(results)) for d in DIRECTIONS}
         held = {k: f"{t[k]['checked'] - len(t[k]['missed'])}/{t[k]['checked']}" for k in ("layers", "network_totals")}
         lines.append(f"| [{stem}]({stem}.md) | {meta['machine']}, {meta.get('ext_cpu_gemm') or meta['device']} | "
-                     f"{meta['threads']} | {', '.join(map(str, meta['batches']))} | {per_batch['forward']} | "
-                     f"{per_batch['forward_backward']} | {held['layers']} | {held['network_totals']} |")
+                     f"{meta['threads']} | {per_batch['forward']} | {per_batch['forward_backward']} | "
+                     f"{held['layers']} | {held['network_totals']} |")
     return lines
 
 
