@@ -6,7 +6,6 @@ from typing import List
 from .bench_networks import LAYER_TARGET, NETWORK_TARGET, SCALING_TARGET, TRAINING_TARGET_MIN_BATCH
 from .report import _heap_note, _ms, replace_readme_section, result_stem
 
-FORMAT_LABELS = {"contiguous": "contiguous", "channels_last": "channels_last"}
 DIRECTIONS = {"forward": "forward", "forward_backward": "fwd+bwd"}
 
 
@@ -29,7 +28,7 @@ def headline_table(results: dict) -> List[str]:
     """Per network and batch: ext / torch of the summed convolution times, forward and fwd+bwd, in each format."""
     formats = results["meta"]["formats"]
     lines = ["| network | convs (distinct) | GMACs/image | batch | "
-             + " | ".join(f"{DIRECTIONS[d]} ext / torch {FORMAT_LABELS[f]}" for f in formats for d in DIRECTIONS)
+             + " | ".join(f"{DIRECTIONS[d]} ext / torch {f}" for f in formats for d in DIRECTIONS)
              + " |", "|---|--:|--:|--:|" + "--:|" * (2 * len(formats))]
     for name, net in results["networks"].items():
         for batch in _batches(results):
