@@ -4,9 +4,10 @@ Each distinct layer runs once per batch size and memory format (contiguous, chan
 gradient alike): forward (no grad) of im2col + GEMM, ext and torch, and forward+backward (input and weight
 gradients) of ext and torch, as interleaved medians of a few rounds, without torch.utils.benchmark's warm-up calls
 before each measurement (they would triple the time of every layer that outlasts a measurement). A network's figure
-is the sum over its convolutions, each layer's time weighted by how many times the network uses it. At batch 1, where several thread counts are given, ext and torch also run on each of
-them in the same rounds (the scaling). Whole models (the seed's CNN; torchvision's where it imports), converted
-with conv_ext.convert against the same model unconverted, at the batches up to MODEL_MAX_BATCH.
+is the sum over its convolutions, each layer's time weighted by how many times the network uses it. At batch 1,
+where several thread counts are given, ext and torch also run on each of them in the same rounds (the scaling).
+Whole models (the seed's CNN; torchvision's where it imports), converted with conv_ext.convert against the same
+model unconverted, at the batches up to MODEL_MAX_BATCH.
 
 The targets (reported, not asserted): per network and batch, ext's total convolution time <= torch's for the
 forward and, at batch >= 8, for forward+backward; per layer, ext <= LAYER_TARGET x torch for both, and ext's
