@@ -1,7 +1,8 @@
 """The main job: four implementations of one convolution, side by side in one run.
 
-    python -m benchmarks.bench [--shapes seed-conv1,seed-conv2] [--quick] [--device cpu|cuda] [--threads N]
+    python -m benchmarks.bench [--shapes seed-conv1,seed-conv2] [--quick] [--device cpu|cuda] [--threads 1,2]
                                [--simd-isa avx2|avx512] [--out DIR] [--update-readme]
+                               [--networks | --no-networks] [--network-names resnet18,...] [--batches 1,8,32]
 
 The implementations, from the seed to the fastest:
   unfold   the seed's Python version: F.unfold + matmul, autograd's backward (conv_ext.reference)
@@ -15,6 +16,12 @@ machine's GEMM rate, bytes saved for backward, the peak column workspace (and pe
 training step of the seed's CNN per implementation. Every output goes to --out (benchmarks/out, ignored by git);
 --update-readme also keeps the run in benchmarks/results/ under its date and CPU, regenerates the index there and
 puts the headline into README.md.
+
+Then the networks benchmark (benchmarks/bench_networks.py): the convolutions of ResNet-18, ResNet-50, MobileNetV2,
+EfficientNet-B0, VGG-11, ConvNeXt-T and the seed's CNN at batches 1, 8 and 32, contiguous and channels_last, ext
+against torch, summed per network; its files are the suite's with -networks. --networks runs it alone,
+--no-networks skips it. --threads takes a list: the suite and the networks run on the most threads, and the
+networks' batch-1 layers on each count listed as well.
 """
 import argparse
 import contextlib
@@ -35,9 +42,11 @@ from conv_ext import settings
 from conv_ext.reference import UnfoldConv2d, conv2d_unfold
 from examples.mnist.model import build_seed_cnn
 
+from . import bench_networks, report_networks
 from .heap import pin_glibc_heap
 from .memory import cuda_peak_bytes, saved_for_backward_bytes
-from .report import format_markdown, save_results, update_readme, write_chart
+from .networks import NETWORKS
+from .report import format_markdown, save_results, update_readme, write_chart, write_run
 from .shapes import SUITE, Shape
 from .timing import gemm_flops_rate, interleaved_medians
 
@@ -80,7 +89,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="few, short repeats (a smoke run)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="default: cuda when available and built, else cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--threads", default=None,
+                        help="torch threads, one count or a comma-separated list (default: torch's own choice): the "
+                             "run uses the most; the networks' batch-1 layers also run on each count listed")
     parser.add_argument("--simd-isa", choices=["avx2", "avx512"], default=None,
                         help="ext's float32 CPU kernels on this instruction set (default: the best the CPU offers)")
     parser.add_argument("--aten-gemm", action="store_true",
@@ -93,12 +104,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-tf32", action="store_true",
                         help="on CUDA, torch.backends.cudnn.allow_tf32 = False: torch's cuDNN convolutions in full "
                              "float32 like ext's GEMMs (by default cuDNN runs float32 convolutions in TF32)")
+    networks = parser.add_mutually_exclusive_group()
+    networks.add_argument("--networks", action="store_true", help="only the networks benchmark (no suite)")
+    networks.add_argument("--no-networks", action="store_true", help="only the suite (no networks benchmark)")
+    parser.add_argument("--network-names", default=None,
+                        help=f"comma-separated networks from: {', '.join(NETWORKS)} (default: all; with --quick: "
+                             f"{', '.join(bench_networks.QUICK_NETWORKS)})")
+    parser.add_argument("--batches", default=None,
+                        help="the networks' batch sizes, comma-separated (default: "
+                             f"{','.join(map(str, bench_networks.DEFAULT_BATCHES))}; with --quick: 1; add 64 where "
+                             "time allows)")
+    parser.add_argument("--no-models", action="store_true",
+                        help="skip the networks' whole models (the seed's CNN, torchvision's where it imports)")
     parser.add_argument("--out", default="benchmarks/out",
-                        help="folder for latest.json, latest.md and latest.png ('' writes none)")
+                        help="folder for latest.json, latest.md and latest.png, and latest-networks.* ('' writes "
+                             "none)")
     parser.add_argument("--update-readme", action="store_true",
                         help="also keep the run in benchmarks/results/ (named by date and CPU), regenerate "
                              "benchmarks/results/README.md and put the headline into README.md")
     args = parser.parse_args(argv)
+    args.threads = positive_ints(parser, "--threads", args.threads) if args.threads else None
+    args.batches = positive_ints(parser, "--batches", args.batches or ",".join(
+        map(str, (1,) if args.quick else bench_networks.DEFAULT_BATCHES)))
+    args.network_names = [n.strip() for n in (args.network_names or ",".join(
+        bench_networks.QUICK_NETWORKS if args.quick else NETWORKS)).split(",") if n.strip()]
+    unknown = [name for name in args.network_names if name not in NETWORKS]
+    if unknown:
+        parser.error(f"unknown network(s) {', '.join(unknown)}; choose from {', '.join(NETWORKS)}")
     args.shapes = [name.strip() for name in args.shapes.split(",") if name.strip()]
     unknown = [name for name in args.shapes if name not in SUITE]
     if unknown:
@@ -111,6 +143,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.simd_isa and args.simd_isa not in offered:
         parser.error(f"--simd-isa {args.simd_isa}: this CPU's best instruction set is {settings.cpu_simd_isa()}")
     return args
+
+
+def positive_ints(parser: argparse.ArgumentParser, option: str, text: str) -> list:
+    """A comma-separated list of positive integers, in the order given without repeats ("1,2" -> [1, 2])."""
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        parser.error(f"{option} {text!r}: expected positive integers separated by commas, e.g. 1,2")
+    if not values or min(values) < 1:
+        parser.error(f"{option} {text!r}: expected positive integers separated by commas, e.g. 1,2")
+    return list(dict.fromkeys(values))
 
 
 def bench_shape(shape: Shape, device: str, rounds: int, seconds: float, gemm_rate: float) -> dict:
@@ -232,60 +275,105 @@ def geometric_mean(values) -> float:
 
 
 def main(argv=None) -> dict:
+    """Runs the suite (unless --networks) and the networks benchmark (unless --no-networks). Returns the suite's
+    results, with the networks' under "networks" (only those where --networks)."""
     args = parse_args(argv)
     with contextlib.ExitStack() as stack:
         if args.aten_gemm:
             stack.enter_context(settings.aten_gemm())
         if args.simd_isa:
             stack.enter_context(settings.simd_isa(args.simd_isa))
-        return run(args)
+        results = {} if args.networks else run(args)
+        if not args.no_networks:
+            results["networks"] = run_networks(args)
+        return results
 
 
 def apply_settings(args: argparse.Namespace) -> None:
-    """The process-wide settings the run is measured under: torch's thread count, cuDNN's TF32."""
+    """The process-wide settings the run is measured under: torch's thread count (the most of --threads), cuDNN's
+    TF32."""
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(max(args.threads))
     if args.no_tf32:
         torch.backends.cudnn.allow_tf32 = False
 
 
-def run(args: argparse.Namespace) -> dict:
+def run_meta(args: argparse.Namespace, heap_pinned: bool) -> dict:
+    """What a run's figures were measured on and under."""
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
+            "machine": machine_name(args.device),
+            "cpu_family_model": cpu_family_model() if args.device == "cpu" else None,
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "quick": args.quick, "glibc_heap_pinned": heap_pinned,
+            "ext_cpu_gemm": settings.cpu_gemm() if args.device == "cpu" else None,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if args.device == "cuda" else None}
+
+
+def run_networks(args: argparse.Namespace) -> dict:
+    """The networks benchmark under the run's settings; writes --out/latest-networks.* and, with --update-readme,
+    keeps the run in benchmarks/results/ as <stem>-networks.* and puts its headline into README.md."""
     apply_settings(args)
     heap_pinned = not args.default_heap and pin_glibc_heap()
-    rounds, seconds = (3, 0.02) if args.quick else (9, 0.2)
+    rounds, seconds = ((bench_networks.QUICK_ROUNDS, bench_networks.QUICK_SECONDS) if args.quick
+                       else (bench_networks.ROUNDS, bench_networks.SECONDS))
+    distinct = bench_networks.distinct_layers([NETWORKS[n] for n in args.network_names])
+    steps = len(args.batches) * len(distinct) + (0 if args.no_models else len(args.network_names))
+    with progress_bar("networks", steps) as advance:
+        results = bench_networks.run(args.network_names, args.batches, args.threads or [torch.get_num_threads()],
+                                     implementations(args.device), args.device, rounds, seconds,
+                                     models=not args.no_models, meta=run_meta(args, heap_pinned), progress=advance)
+    markdown = report_networks.format_markdown(results)
+    print(markdown)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        write_run(results, os.path.join(args.out, "latest-networks"), report_networks.format_markdown,
+                  report_networks.write_chart)
+    if args.update_readme:
+        saved = save_results(results, "benchmarks/results", report_networks.networks_stem(results),
+                             report_networks.format_markdown, report_networks.write_chart)
+        report_networks.update_readme("README.md", results, saved)
+    return results
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, steps: int):
+    """A tqdm bar of `steps` (where tqdm is installed); yields advance(postfix)."""
     try:
         from tqdm import tqdm
     except ImportError:  # the bar is a nicety
-        tqdm = None
-    steps = len(args.shapes) + 1 + (0 if args.no_training else 1)
-    bar = tqdm(total=steps, desc="benchmark", unit="step") if tqdm else None
+        yield lambda _: None
+        return
+    bar = tqdm(total=steps, desc=label, unit="step")
 
-    def advance(label: str) -> None:
-        if bar:
-            bar.set_postfix_str(label)
-            bar.update(1)
-
-    gemm_rate = gemm_flops_rate(args.device, 2048 if args.device == "cpu" else 8192, rounds, seconds)
-    advance("gemm")
-    results = {
-        "meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
-                 "machine": machine_name(args.device),
-                 "cpu_family_model": cpu_family_model() if args.device == "cpu" else None,
-                 "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                 "quick": args.quick, "rounds": rounds, "glibc_heap_pinned": heap_pinned,
-                 "ext_cpu_gemm": settings.cpu_gemm() if args.device == "cpu" else None,
-                 "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if args.device == "cuda" else None},
-        "gemm_flops_per_second": gemm_rate, "shapes": {}}
-    for name in args.shapes:
-        results["shapes"][name] = bench_shape(SUITE[name], args.device, rounds, seconds, gemm_rate)
-        advance(name)
-    if not args.no_training:
-        # Three times the rounds: the step's ratio is the headline target, and on a shared machine its median
-        # over 9-15 rounds moved 0.97-1.08 between runs of the same code.
-        results["training_step"] = bench_training_step(args.device, TRAINING_ROUNDS_FACTOR * rounds, seconds)
-        advance("training")
-    if bar:
+    def advance(postfix: str) -> None:
+        bar.set_postfix_str(postfix)
+        bar.update(1)
+    try:
+        yield advance
+    finally:
         bar.close()
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The suite: each shape, the GEMM rate and the training step; writes --out/latest.* and, with
+    --update-readme, keeps the run and puts its headline into README.md."""
+    apply_settings(args)
+    heap_pinned = not args.default_heap and pin_glibc_heap()
+    rounds, seconds = (3, 0.02) if args.quick else (9, 0.2)
+    steps = len(args.shapes) + 1 + (0 if args.no_training else 1)
+    with progress_bar("benchmark", steps) as advance:
+        gemm_rate = gemm_flops_rate(args.device, 2048 if args.device == "cpu" else 8192, rounds, seconds)
+        advance("gemm")
+        results = {"meta": dict(run_meta(args, heap_pinned), rounds=rounds), "gemm_flops_per_second": gemm_rate,
+                   "shapes": {}}
+        for name in args.shapes:
+            results["shapes"][name] = bench_shape(SUITE[name], args.device, rounds, seconds, gemm_rate)
+            advance(name)
+        if not args.no_training:
+            # Three times the rounds: the step's ratio is the headline target, and on a shared machine its median
+            # over 9-15 rounds moved 0.97-1.08 between runs of the same code.
+            results["training_step"] = bench_training_step(args.device, TRAINING_ROUNDS_FACTOR * rounds, seconds)
+            advance("training")
     shapes = results["shapes"].values()
     results["geometric_mean"] = {
         "ext_speedup_vs_unfold": geometric_mean(s["ext_speedup_vs_unfold"] for s in shapes),

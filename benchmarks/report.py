@@ -2,6 +2,7 @@
 import json
 import os
 import re
+from typing import Callable
 
 
 def _ms(seconds: float) -> str:
@@ -168,31 +169,43 @@ def result_stem(results: dict) -> str:
     return f"{meta['date'][:10]}-{machine}-{meta.get('ext_cpu_gemm') or meta['device']}"
 
 
-def save_results(results: dict, directory: str) -> dict:
-    """Keeps a run in `directory` as <stem>.json, .md and .png (a later run of the same day, CPU and kernels
-    replaces it), then regenerates the directory's index. Returns the paths written."""
-    os.makedirs(directory, exist_ok=True)
-    stem = os.path.join(directory, result_stem(results))
+def write_run(results: dict, stem: str, markdown: Callable[[dict], str] = None,
+              chart: Callable[[dict, str], None] = None) -> dict:
+    """Writes a run as <stem>.json (every figure), .md (markdown(results); default: the suite's tables) and .png
+    (chart; default: the suite's). Returns the paths written."""
     paths = {"json": stem + ".json", "markdown": stem + ".md", "png": stem + ".png"}
     with open(paths["json"], "w") as f:
         json.dump(results, f, indent=2)
     with open(paths["markdown"], "w") as f:
-        f.write(format_markdown(results) + "\n")
-    write_chart(results, paths["png"])
+        f.write((markdown or format_markdown)(results) + "\n")
+    (chart or write_chart)(results, paths["png"])
+    return paths
+
+
+def save_results(results: dict, directory: str, stem: str = None, markdown: Callable[[dict], str] = None,
+                 chart: Callable[[dict, str], None] = None) -> dict:
+    """Keeps a run in `directory` as <stem>.json, .md and .png (stem: result_stem(results); a later run of the same
+    day, CPU and kernels replaces it), then regenerates the directory's index. Returns the paths written."""
+    os.makedirs(directory, exist_ok=True)
+    paths = write_run(results, os.path.join(directory, stem or result_stem(results)), markdown, chart)
     write_results_index(directory)
     return paths
 
 
 def write_results_index(directory: str) -> str:
     """directory/README.md: one line per kept run (newest first) with its headline figures and its files."""
-    runs = []
+    from .report_networks import index_lines as networks_index_lines  # (report_networks builds on this module)
+    runs, networks_runs = [], []
     for name in sorted(os.listdir(directory)):
         if name.endswith(".json"):
             with open(os.path.join(directory, name)) as f:
                 results = json.load(f)
             if "meta" in results and "shapes" in results:
                 runs.append((name[:-len(".json")], results))
-    runs.sort(key=lambda run: run[1]["meta"]["date"], reverse=True)
+            elif "meta" in results and "networks" in results and "targets" in results:
+                networks_runs.append((name[:-len(".json")], results))
+    for kept in (runs, networks_runs):
+        kept.sort(key=lambda run: run[1]["meta"]["date"], reverse=True)
     lines = ["# Benchmark results", "",
              "Each kept run of `python -m benchmarks.bench --update-readme`: `<date>-<machine>-<kernels>.json` "
              "(every figure), `.md` (the tables) and `.png` (the chart). Ratios are from one run; the CPU and date "
@@ -207,6 +220,7 @@ def write_results_index(directory: str) -> str:
         lines.append(f"| [{stem}]({stem}.md) | {machine}, {meta.get('ext_cpu_gemm') or meta['device']} "
                      f"| {meta['threads']} | {meta['torch']} | {gm['ext_speedup_vs_unfold']:.2f}x | {im2col} "
                      f"| {gm['torch_speedup_vs_unfold']:.2f}x | {gm['ext_over_torch']:.2f} | {step} |")
+    lines += networks_index_lines(networks_runs)
     path = os.path.join(directory, "README.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -219,14 +233,21 @@ README_START, README_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 def update_readme(readme_path: str, results: dict, saved: dict) -> None:
     """Replaces the README section between the benchmark markers with the run's headline, its chart and a link to
     its full tables (the files save_results kept)."""
+    replace_readme_section(readme_path, README_START, README_END, format_headline(results), saved,
+                           "Every table of this run (forward alone, memory, the training step)", "speed-up over unfold")
+
+
+def replace_readme_section(readme_path: str, start: str, end: str, headline: str, saved: dict, tables_text: str,
+                           chart_text: str) -> None:
+    """Replaces the README section between the markers start and end with headline, a link to the kept tables
+    (saved["markdown"]) and the kept chart (saved["png"])."""
     with open(readme_path) as f:
         text = f.read()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme_path} has no {README_START} ... {README_END} section to update")
+    if start not in text or end not in text:
+        raise ValueError(f"{readme_path} has no {start} ... {end} section to update")
     base = os.path.dirname(os.path.abspath(readme_path))
     chart, tables = (os.path.relpath(os.path.abspath(saved[k]), base) for k in ("png", "markdown"))
-    section = (f"{README_START}\n{format_headline(results)}\n\nEvery table of this run (forward alone, memory, "
-               f"the training step): [{tables}]({tables}).\n\n![speed-up over unfold]({chart})\n{README_END}")
-    text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: section, text, flags=re.S)
+    section = f"{start}\n{headline}\n\n{tables_text}: [{tables}]({tables}).\n\n![{chart_text}]({chart})\n{end}"
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
     with open(readme_path, "w") as f:
         f.write(text)

@@ -46,14 +46,15 @@ def test_the_heap_is_pinned_where_the_c_library_is_glibc():
 def test_the_training_step_takes_three_times_the_rounds_and_says_so(capsys):
     """The step's ratio is the headline target: its median is over 3x the suite's rounds, and the report says how
     many (a --quick run of one shape and the step)."""
-    results = bench.main(["--quick", "--device", "cpu", "--shapes", "seed-conv1", "--out", ""])
+    results = bench.main(["--quick", "--device", "cpu", "--shapes", "seed-conv1", "--no-networks", "--out", ""])
     step = results["training_step"]
     assert step["rounds"] == bench.TRAINING_ROUNDS_FACTOR * results["meta"]["rounds"] == 9
     assert f"Adam, medians of {step['rounds']} interleaved rounds):" in capsys.readouterr().out
 
 
 def _quick_results():
-    return bench.main(["--quick", "--device", "cpu", "--shapes", "seed-conv1", "--no-training", "--out", ""])
+    return bench.main(["--quick", "--device", "cpu", "--shapes", "seed-conv1", "--no-training", "--no-networks",
+                       "--out", ""])
 
 
 def test_a_cpu_run_has_the_four_implementations_from_unfold_to_torch():
