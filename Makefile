@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # The CPU wheel of torch on these machines; any torch >= 2.4 works (e.g. make test TORCH_SPEC='torch>=2.4').
 TORCH_SPEC ?= torch==2.13.0
 TOOLS := "setuptools>=70" wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib
-SOURCES := setup.py pyproject.toml $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cpu/*.inc csrc/cuda/*.cu csrc/cuda/*.cpp)
+# Every source under csrc/ (any depth): .h, .cpp, .inc, .cu.
+SOURCES := setup.py pyproject.toml $(shell find csrc -type f \( -name "*.h" -o -name "*.cpp" -o -name "*.inc" -o -name "*.cu" \))
 BENCH_ARGS ?=
 
 .PHONY: test bench build venv clean
