@@ -5,11 +5,14 @@
 
 namespace conv_ext::cpu {
 
-// x86-64 with GCC or Clang: the SIMD kernels are built (their target attributes and intrinsics).
+// x86-64 with GCC or Clang: the SIMD kernels are built (their target attributes and intrinsics). A build may
+// define it 0 to compile the portable build (scalar loops and ATen's GEMM only) on x86-64 too.
+#ifndef CONV_EXT_X86_SIMD
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CONV_EXT_X86_SIMD 1
 #else
 #define CONV_EXT_X86_SIMD 0
+#endif
 #endif
 
 // The instruction set of our float32 SIMD kernels (the tiled path's GEMM, the implicit GEMM, the padded,
