@@ -15,8 +15,8 @@ int64_t peak_workspace_bytes();
 void reset_peak_workspace_bytes();
 void record_workspace_bytes(int64_t bytes);
 
-// When set, the CPU ops run the shared orchestration with the reference host kernels instead of the fast
-// CPU path (a test switch: it checks the device code and the shared orchestration without a GPU).
+// When set, the CPU ops run the textbook path with the reference host kernels instead of the kernel table's
+// kernels (a test switch: it checks the device code and the textbook orchestration without a GPU).
 bool host_reference_kernels_enabled();
 void set_host_reference_kernels_enabled(bool enabled);
 }  // namespace conv_ext
