@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # onnx, onnxscript (torch.onnx.export) and onnxruntime: the export tests (tests/test_export.py).
 TOOLS := "setuptools>=70" wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib onnx onnxscript onnxruntime
-SOURCES := setup.py pyproject.toml $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cpu/*.inc csrc/cuda/*.cu csrc/cuda/*.cpp)
+# Every source under csrc/ (any depth): .h, .cpp, .inc, .cu.
+SOURCES := setup.py pyproject.toml $(shell find csrc -type f \( -name "*.h" -o -name "*.cpp" -o -name "*.inc" -o -name "*.cu" \))
 BENCH_ARGS ?=
 # Fashion-MNIST from Debian's dataset-fashion-mnist; MNIST: MNIST_ARGS='--compare --data-dir DIR'.
 MNIST_ARGS ?= --compare --dataset fashion-mnist

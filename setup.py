@@ -1,7 +1,8 @@
 """Builds conv_ext._C from csrc/ against the torch that is already installed (use --no-build-isolation).
 
-CPU sources always; the CUDA sources (csrc/cuda/*.cpp and *.cu) when torch was built with CUDA and nvcc is found
-(CUDA_HOME), or when FORCE_CUDA=1. TORCH_CUDA_ARCH_LIST picks the GPU architectures, as torch does.
+Every .cpp under csrc/ but csrc/cuda/ always; the CUDA sources (the .cpp and .cu files under csrc/cuda/) when torch
+was built with CUDA and nvcc is found (CUDA_HOME), or when FORCE_CUDA=1. TORCH_CUDA_ARCH_LIST picks the GPU
+architectures, as torch does. Includes name their files from csrc/ (e.g. "cpu/kernel_table.h").
 """
 import glob
 import inspect
@@ -20,6 +21,7 @@ except ImportError as error:  # pragma: no cover - only without torch
     ) from error
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join(HERE, "csrc")
 
 
 def want_cuda() -> bool:
@@ -30,7 +32,14 @@ def want_cuda() -> bool:
 
 
 def sources(pattern: str) -> list:
-    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", pattern)))
+    """The files under csrc/ that match `pattern` (recursive with **), relative to the repository."""
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(CSRC, pattern), recursive=True))
+
+
+def cpu_sources() -> list:
+    """Every .cpp under csrc/ but the CUDA host code under csrc/cuda/ (it needs the CUDA headers)."""
+    cuda = set(sources("cuda/**/*.cpp"))
+    return [path for path in sources("**/*.cpp") if path not in cuda]
 
 
 def system_include_flags(cuda: bool) -> list:
@@ -56,12 +65,12 @@ def make_extension():
     # Our own files compile warning-free; CONV_EXT_WERROR=1 (the CI compile checks) makes that a rule.
     strict = os.environ.get("CONV_EXT_WERROR") == "1"
     # GCC 13 at -O3 reports -Warray-bounds inside torch's own torch::autograd::Function::apply (a vector<bool>
-    # reserve in custom_function.h, inlined into csrc/conv2d_autograd.cpp; seen on a GPU machine): a false
+    # reserve in custom_function.h, inlined into csrc/ops/conv2d_autograd.cpp; seen on a GPU machine): a false
     # positive in code that is not ours, so it stays a warning there.
     werror = ["-Wall", "-Wextra", "-Werror", "-Wno-error=array-bounds"] if strict else ["-Wall"]
-    cpp_sources = sources("*.cpp") + sources("cpu/*.cpp")
+    cpp_sources = cpu_sources()
     if want_cuda():
-        print("conv_ext: building with CUDA (csrc/cuda/*.cpp, *.cu)")
+        print("conv_ext: building with CUDA (csrc/cuda/)")
         system_includes = system_include_flags(cuda=True)
         nvcc_flags = ["-O3"] + system_includes
         if strict:  # nvcc's own warnings and the host compiler's, in our .cu files
@@ -69,7 +78,8 @@ def make_extension():
         return CUDAExtension(
             "conv_ext._C",
             # .cpp files under cuda/ are host code that needs the CUDA headers: CUDA build only.
-            cpp_sources + sources("cuda/*.cpp") + sources("cuda/*.cu"),
+            cpp_sources + sources("cuda/**/*.cpp") + sources("cuda/**/*.cu"),
+            include_dirs=[CSRC],
             define_macros=[("CONV_EXT_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags + system_includes + werror, "nvcc": nvcc_flags},
             extra_link_args=openmp_flags(),
@@ -77,6 +87,7 @@ def make_extension():
     print("conv_ext: building CPU-only (no CUDA torch + nvcc found; FORCE_CUDA=1 forces a CUDA build)")
     return CppExtension(
         "conv_ext._C", cpp_sources,
+        include_dirs=[CSRC],
         extra_compile_args={"cxx": cxx_flags + system_include_flags(cuda=False) + werror},
         extra_link_args=openmp_flags())
 

@@ -1,7 +1,7 @@
 """The registered ops (torch.ops.conv_ext.conv2d / conv2d_backward), their autograd, and conv2d().
 
 The C++ library registers the schemas, the CPU (and CUDA) kernels, the Meta kernels used for tracing, and the
-forward op's autograd (csrc/conv2d_autograd.cpp: no Python on the way through autograd, which small convolutions
+forward op's autograd (csrc/ops/conv2d_autograd.cpp: no Python on the way through autograd, which small convolutions
 paid for). Conv2dFunction is the same rule as a Python torch.autograd.Function (_setup_context and _backward
 below). The backward op is differentiable too (_double_backward: double, triple, ... backward), and the forward op
 has Autocast kernels that follow F.conv2d's autocast policy. torch.func transforms do not apply: functorch refuses

@@ -67,13 +67,13 @@ def cpu_gemm() -> str:
     column-free kernels, and on AVX-512 our GEMM in the tiled path; on AVX2 the tiled path runs ATen's GEMM) or
     "aten" (ATen's GEMM, MKL or OpenBLAS as torch.mm, for everything: on CPUs with neither, or under aten_gemm()).
     Other dtypes always run ATen's."""
-    return _C.simd_isa() if _C.simd_gemm_enabled() else "aten"
+    return _C.simd_isa() if _C.simd_kernels_enabled() else "aten"
 
 
 def aten_gemm() -> ContextManager[None]:
     """Context manager (for tests and the benchmark): float32 convolutions on the CPU run ATen's GEMM instead of
     our SIMD kernels (and so no implicit GEMM) for the duration of the block."""
-    return _set_for_block(_C.simd_gemm_enabled, _C.set_simd_gemm_enabled, False)
+    return _set_for_block(_C.simd_kernels_enabled, _C.set_simd_kernels_enabled, False)
 
 
 def cpu_simd_isa() -> str:

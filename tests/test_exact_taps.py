@@ -157,7 +157,7 @@ SUITE_KERNELS = {
 }
 
 
-# On AVX2, groups of 64 output channels or more run the tiled path with ATen's GEMM (kernel_choice.cpp).
+# On AVX2, groups of 64 output channels or more run the tiled path with ATen's GEMM (csrc/cpu/kernel_table.cpp).
 SUITE_KERNELS_AVX2 = {**SUITE_KERNELS, **{name: ("tiled",) * 3 for name in ("resnet-3x3", "vgg-like", "pointwise")}}
 
 

@@ -158,7 +158,7 @@ def test_opcheck_backward(args, output_mask):
 
 
 def test_the_ops_autograd_is_the_cpp_node():
-    """The op's autograd is registered in C++ (csrc/conv2d_autograd.cpp): its graph node is a C++ node, not a
+    """The op's autograd is registered in C++ (csrc/ops/conv2d_autograd.cpp): its graph node is a C++ node, not a
     Python function (with which a small convolution paid more for Python than for its kernels)."""
     input, weight, bias = make_tensors(GRID[0], torch.float64, True)
     output = torch.ops.conv_ext.conv2d(input, weight, bias, [1, 1], [1, 1], [1, 1], 1)

@@ -1,37 +1,137 @@
-// The CPU implementations of the two ops: the shared orchestration with the CPU column kernels.
+// The CPU implementations of the two ops: the arguments checked once, then each pass run by the kernel that the
+// kernel table (kernel_table.h) picks, in its family's folder; or (test switch) the textbook path with the
+// reference host kernels, the code the GPU runs.
 #include <torch/library.h>
 
-#include "../conv2d.h"
-#include "tiled_conv2d.h"
+#include "cpu/channel_lanes/channel_lanes.h"
+#include "cpu/depthwise/depthwise_conv2d.h"
+#include "cpu/grad_input/grad_input_as_conv2d.h"
+#include "cpu/implicit/implicit_conv2d.h"
+#include "cpu/kernel_table.h"
+#include "cpu/tiled/tiled_conv2d.h"
+#include "ops/conv2d_args.h"
+#include "ops/settings.h"
+#include "textbook/textbook_conv2d.h"
 
-namespace conv_ext {
+namespace conv_ext::cpu {
 
 namespace {
 
-// The fast tiled path, or (test switch) the shared orchestration with the device bodies run on the host.
-at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  if (host_reference_kernels_enabled()) {
-    return conv2d_forward_impl(input, weight, bias, stride, padding, dilation, groups, host_reference_kernels());
+// The forward kernels that need no columns (float32, our SIMD layer): also the kernels of dx as a convolution of
+// dy. Null for the others.
+Conv2dKernel column_free_conv2d(CpuKernel kernel) {
+  switch (kernel) {
+    case CpuKernel::padded: return padded_conv2d_simd;
+    case CpuKernel::exact_taps: return exact_taps_conv2d_simd;
+    case CpuKernel::implicit: return implicit_conv2d_simd;
+    case CpuKernel::depthwise_simd: return depthwise_conv2d_simd;
+    default: return nullptr;
   }
-  return cpu::conv2d_forward_tiled(input, weight, bias, stride, padding, dilation, groups);
+}
+
+// The column-free weight gradients (float32, our SIMD layer). Null for the others.
+using GradWeightKernel = void (*)(const float* grad_output, const float* input, float* grad_weight,
+                                  const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+GradWeightKernel column_free_grad_weight(CpuKernel kernel) {
+  switch (kernel) {
+    case CpuKernel::exact_taps: return exact_taps_grad_weight_simd;
+    case CpuKernel::implicit: return implicit_conv2d_grad_weight_simd;
+    default: return nullptr;
+  }
+}
+
+at::Tensor conv2d_cpu(const at::Tensor& input_arg, const at::Tensor& weight_arg,
+                      const std::optional<at::Tensor>& bias_arg, at::IntArrayRef stride, at::IntArrayRef padding,
+                      at::IntArrayRef dilation, int64_t groups) {
+  if (host_reference_kernels_enabled()) {
+    return textbook_conv2d(input_arg, weight_arg, bias_arg, stride, padding, dilation, groups,
+                           host_reference_kernels());
+  }
+  const auto output_shape = check_conv2d_args(input_arg, weight_arg, bias_arg, stride, padding, dilation, groups);
+  if (lacks_input_channels(input_arg)) return conv2d_without_input_channels(input_arg, output_shape);
+  // The ATen calls of the kernels are our implementation, not part of the autograd graph (and out= ops refuse
+  // inputs that require grad, as in a double backward).
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const at::Tensor input = input_arg.contiguous();
+  const at::Tensor weight = weight_arg.contiguous();
+  // The kernels index the bias as a plain array.
+  const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
+  const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
+  const int64_t out_channels = weight.size(0);
+  const CpuKernel kernel = choose_cpu_kernels(input.scalar_type(), g, groups, out_channels).forward;
+  if (const Conv2dKernel conv2d = column_free_conv2d(kernel)) {
+    at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w}, input.options());
+    conv2d(input.const_data_ptr<float>(), weight.const_data_ptr<float>(), bias ? bias->const_data_ptr<float>() : nullptr,
+           output.mutable_data_ptr<float>(), g, groups, out_channels);
+    return output;
+  }
+  if (kernel == CpuKernel::depthwise) return depthwise_conv2d(input, weight, bias, g);
+  return tiled_conv2d(input, weight, bias, g, groups);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
+    const at::Tensor& grad_output_arg, const at::Tensor& input_arg, const at::Tensor& weight_arg,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+    std::array<bool, 3> output_mask) {
   if (host_reference_kernels_enabled()) {
-    return conv2d_backward_impl(grad_output, input, weight, stride, padding, dilation, groups, output_mask,
-                                host_reference_kernels());
+    return textbook_conv2d_backward(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups,
+                                    output_mask, host_reference_kernels());
   }
-  return cpu::conv2d_backward_tiled(grad_output, input, weight, stride, padding, dilation, groups, output_mask);
+  check_conv2d_backward_args(grad_output_arg, input_arg, weight_arg, stride, padding, dilation, groups);
+  if (lacks_input_channels(input_arg)) {
+    return conv2d_backward_without_input_channels(input_arg, weight_arg, output_mask);
+  }
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in the forward
+  const at::Tensor grad_output = grad_output_arg.contiguous();
+  const at::Tensor input = input_arg.contiguous();
+  const at::Tensor weight = weight_arg.contiguous();
+  const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
+  auto unused = [&] { return unrequested_output(input); };
+  const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
+  const int64_t out_channels = weight.size(0);
+  const CpuKernels kernels = choose_cpu_kernels(input.scalar_type(), g, groups, out_channels);
+  at::Tensor grad_input = unused(), grad_weight = unused();
+
+  // The tiled path and the depthwise loops run dx and dw in one walk where both passes fall to them.
+  const bool tiled_input = need_input && kernels.grad_input == CpuKernel::tiled;
+  const bool tiled_weight = need_weight && kernels.grad_weight == CpuKernel::tiled;
+  if (tiled_input || tiled_weight) {
+    const auto [tiled_dx, tiled_dw] =
+        tiled_conv2d_backward(grad_output, input, weight, g, groups, tiled_input, tiled_weight);
+    if (tiled_input) grad_input = tiled_dx;
+    if (tiled_weight) grad_weight = tiled_dw;
+  }
+  const bool depthwise_input = need_input && kernels.grad_input == CpuKernel::depthwise;
+  const bool depthwise_weight = need_weight && kernels.grad_weight == CpuKernel::depthwise;
+  if (depthwise_input || depthwise_weight) {
+    if (depthwise_input) grad_input = at::empty_like(input);
+    if (depthwise_weight) grad_weight = at::empty_like(weight);
+    depthwise_conv2d_backward(grad_output, input, weight, g, depthwise_input ? grad_input : at::Tensor(),
+                              depthwise_weight ? grad_weight : at::Tensor());
+  }
+
+  if (need_input && kernels.grad_input == CpuKernel::phased) {
+    grad_input = phased_grad_input(grad_output, input, weight, g, groups, implicit_conv2d_simd);
+  } else if (need_input) {
+    if (const Conv2dKernel conv2d = column_free_conv2d(kernels.grad_input)) {
+      grad_input = grad_input_as_conv2d(grad_output, input, weight, g, groups, conv2d);
+    }
+  }
+  if (need_weight) {
+    if (const GradWeightKernel grad_weight_kernel = column_free_grad_weight(kernels.grad_weight)) {
+      grad_weight = at::empty_like(weight);
+      grad_weight_kernel(grad_output.const_data_ptr<float>(), input.const_data_ptr<float>(),
+                         grad_weight.mutable_data_ptr<float>(), g, groups, out_channels);
+    }
+  }
+  return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
 }
 
 }  // namespace
 
-}  // namespace conv_ext
+}  // namespace conv_ext::cpu
 
 TORCH_LIBRARY_IMPL(conv_ext, CPU, m) {
-  m.impl("conv2d", &conv_ext::conv2d_cpu);
-  m.impl("conv2d_backward", &conv_ext::conv2d_backward_cpu);
+  m.impl("conv2d", &conv_ext::cpu::conv2d_cpu);
+  m.impl("conv2d_backward", &conv_ext::cpu::conv2d_backward_cpu);
 }

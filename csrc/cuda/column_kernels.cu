@@ -1,5 +1,5 @@
 // The CUDA column kernels: grid-stride loops over the per-element bodies of im2col.h, the same code the
-// reference host loops run (csrc/cpu/host_reference_kernels.cpp), so the CPU tests exercise the math that runs
+// reference host loops run (csrc/textbook/host_reference_kernels.cpp), so the CPU tests exercise the math that runs
 // here. im2col: one thread per (input channel, column), writing that column's kh*kw taps. col2im: the gather,
 // one thread per input element, which sums every column entry that read it; no two threads write the same place,
 // so it needs no atomics and its result does not depend on the launch (deterministic). The math runs in int32_t
@@ -14,7 +14,7 @@
 
 #include <algorithm>
 
-#include "../conv2d.h"
+#include "textbook/textbook_conv2d.h"
 
 namespace conv_ext {
 

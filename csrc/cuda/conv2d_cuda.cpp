@@ -1,9 +1,9 @@
-// The CUDA implementations of the two ops: the shared orchestration (conv2d_impl.cpp) with the CUDA column
+// The CUDA implementations of the two ops: the textbook path (textbook/textbook_conv2d.cpp) with the CUDA column
 // kernels. The GEMMs go through ATen (cuBLAS); everything runs on the current stream of the input's device.
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "../conv2d.h"
+#include "textbook/textbook_conv2d.h"
 
 namespace conv_ext {
 
@@ -13,14 +13,14 @@ at::Tensor conv2d_cuda(const at::Tensor& input, const at::Tensor& weight, const 
                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   // Custom ops get no device guard from the dispatcher: allocations, GEMMs and kernels follow the input.
   const at::cuda::OptionalCUDAGuard device_guard(input.device());
-  return conv2d_forward_impl(input, weight, bias, stride, padding, dilation, groups, cuda_kernels());
+  return textbook_conv2d(input, weight, bias, stride, padding, dilation, groups, cuda_kernels());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cuda(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
   const at::cuda::OptionalCUDAGuard device_guard(input.device());
-  return conv2d_backward_impl(grad_output, input, weight, stride, padding, dilation, groups, output_mask,
+  return textbook_conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, output_mask,
                               cuda_kernels());
 }
 

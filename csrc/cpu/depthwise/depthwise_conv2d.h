@@ -1,0 +1,28 @@
+// Depthwise convolutions (groups == in_channels, one input channel per group, any channel multiplier) without
+// columns: the scalar loops (depthwise_conv2d.cpp, float32 and float64) and the SIMD forward
+// (depthwise_conv2d_simd.cpp, float32 on our SIMD layer, stride_w 1 or 2). Contiguous tensors.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "textbook/im2col.h"
+
+namespace conv_ext::cpu {
+
+// The scalar forward: returns the (N, O, Ho, Wo) output.
+at::Tensor depthwise_conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                            const ConvGeometry& geometry);
+// The scalar backward: fills grad_input and grad_weight, each where it is defined.
+void depthwise_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                               const ConvGeometry& geometry, const at::Tensor& grad_input,
+                               const at::Tensor& grad_weight);
+
+// The SIMD forward: blocks of output rows of one plane in registers; any channel multiplier, padding and
+// dilation, stride_w 1 or 2. Writes the whole output. For stride 1 and one output channel per group it runs dx
+// too (as a convolution of dy: grad_input_as_conv2d.h).
+void depthwise_conv2d_simd(const float* input, const float* weight, const float* bias, float* output,
+                           const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+
+}  // namespace conv_ext::cpu

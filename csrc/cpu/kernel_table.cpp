@@ -1,0 +1,195 @@
+// The kernel table: which CPU kernel runs the forward, dx and dw of a convolution. One ordered list per pass; the
+// first entry whose rule accepts the problem runs (as in oneDNN's cpu_convolution_list.cpp), and the tiled path,
+// which runs every dtype and every problem, closes each list. Every rule and threshold stands here, beside the
+// kernel it guards, with its reason; the kernel families keep only what they need to run.
+#include "cpu/kernel_table.h"
+
+#include <vector>
+
+#include "cpu/grad_input/grad_input_as_conv2d.h"
+#include "cpu/implicit/implicit_conv2d.h"
+#include "cpu/simd/simd_isa.h"
+#include "cpu/tiled/tiled_conv2d.h"
+#include "cpu/valid_range.h"
+
+namespace conv_ext::cpu {
+
+namespace {
+
+struct Problem {
+  at::ScalarType dtype;
+  ConvGeometry g;
+  int64_t groups, out_channels;
+  int64_t group_in, group_out;  // C/g, O/g
+};
+
+// ---- The conditions the rules share --------------------------------------------------------------------------
+
+// Our SIMD kernels: float32 only, built for x86-64 (simd_isa() is none elsewhere), all switched off by
+// set_simd_kernels_enabled(false). On AVX2 a register block holds a quarter of AVX-512's sums (6 x 16), and where a
+// group has 64 output channels or more the tiled path's im2col + ATen's GEMM (MKL) measured faster in every pass on
+// a Zen 3 (resnet-3x3, vgg-like, pointwise: e.g. vgg-like's forward 17.2 against 21.9 ms); below that (fewer
+// channels, groups, padding) the column-free kernels win.
+bool simd_float32(const Problem& p) {
+  return p.dtype == at::kFloat && simd_kernels_enabled() && !(simd_isa() == SimdIsa::avx2 && p.group_out >= 64);
+}
+
+// The kernels with the output channels in the vector lanes (channel_lanes/), for a convolution whose groups have
+// `group_out` output channels: below 16 most of each vector's lanes would be idle.
+bool channel_lanes(const Problem& p, int64_t group_out) { return simd_float32(p) && group_out >= 16; }
+
+// The implicit GEMM on `geometry` (the problem's, or one of dx as a convolution of dy): it runs stride_w 1 or 2.
+// Its panels must fill 3/4 of their vectors' lanes (flat panels always do; row panels of Wo outputs may not): a
+// threshold, not a measurement: below it, much of each vector's work would be wasted.
+bool implicit_takes(const Problem& p, const ConvGeometry& geometry) {
+  if (!simd_float32(p) || geometry.stride_w > 2) return false;
+  const int64_t width = geometry.out_w;
+  return implicit_flat_panels(geometry) || 4 * width >= 3 * 16 * ((width + 15) / 16);
+}
+
+// Whether the exact-taps kernels save enough over the implicit GEMM on `geometry`: the implicit GEMM's
+// multiply-adds per input and output channel (its lanes x the taps, as if no panel skipped one) against the taps
+// inside the image. Over 15% of the implicit GEMM's work on the padding and idle lanes (seed-conv2: 21%, forward
+// 2.7 -> 2.4 ms on 2 threads) goes to the exact taps; below that the implicit GEMM's denser inner loop wins
+// (resnet-3x3: 2%).
+bool exact_taps_save(const ConvGeometry& g) {
+  auto axis_taps = [](int64_t outputs, int64_t stride, int64_t pad, int64_t length, int64_t dilation,
+                      int64_t kernel) {
+    int64_t taps = 0;
+    for (int64_t o = 0; o < outputs; ++o) {
+      const ValidRange t = valid_taps(o * stride - pad, length, dilation, kernel);
+      taps += t.end - t.begin;
+    }
+    return taps;
+  };
+  const int64_t implicit = implicit_conv2d_lanes(g) * g.kernel_h * g.kernel_w;
+  const int64_t exact = axis_taps(g.out_h, g.stride_h, g.pad_h, g.height, g.dilation_h, g.kernel_h) *
+                        axis_taps(g.out_w, g.stride_w, g.pad_w, g.width, g.dilation_w, g.kernel_w);
+  return 100 * exact < 85 * implicit;
+}
+
+// A depthwise convolution (groups == in_channels, one input channel per group) in a dtype of the scalar depthwise
+// loops (float32, float64). Its GEMMs are (O/g x kh*kw) . (kh*kw x L), a handful of taps per output: writing the
+// columns out costs more than the product. The tiled path took 3.4x to 5x the loops' time on the depthwise suite
+// shape (float32 without the SIMD kernels: forward 3.14 against 0.69 ms, backward 6.81 against 2.01; float64:
+// 5.31 against 1.06, 13.5 against 2.69) and 1.5x on the dw of a stride-2 depthwise 56x56 (5.19 against 3.52 ms
+// with dx; AVX-512, Intel Xeon, 2 threads, alternated, medians of 7).
+bool depthwise(const Problem& p) {
+  return p.groups > 1 && p.group_in == 1 && (p.dtype == at::kFloat || p.dtype == at::kDouble);
+}
+
+// The SIMD depthwise forward (stride_w 1 or 2). As a GEMM a depthwise plane has one row, a 1 x 16 block in the
+// implicit GEMM; the depthwise kernel keeps rows of the plane in registers (the depthwise suite shape on a Zen 3,
+// AVX2: forward 0.54 against 1.23-1.40 ms on the implicit GEMM, dx 0.59 against 1.14-1.49).
+bool depthwise_simd(const Problem& p) { return depthwise(p) && simd_float32(p) && p.g.stride_w <= 2; }
+
+bool unit_stride(const ConvGeometry& g) { return g.stride_h == 1 && g.stride_w == 1; }
+
+// dx for stride 1 is one convolution of dy (transposed_geometry): its kernel must take that geometry too.
+bool dx_as_conv2d_on_implicit(const Problem& p) {
+  return unit_stride(p.g) && implicit_takes(p, p.g) && implicit_takes(p, transposed_geometry(p.g, p.out_channels));
+}
+
+// The implicit dw: the implicit GEMM's dot products along the outputs, for stride_w 1.
+bool implicit_dw(const Problem& p) { return implicit_takes(p, p.g) && p.g.stride_w == 1; }
+
+// The exact-taps dw measured faster than the implicit one on every suite shape with 8 input channels per group or
+// more; below that its register blocks are short (seed-conv1, one input channel: one sum in registers, 1.7 ms
+// against the implicit dw's 0.45), and the implicit dw takes it where it can.
+bool exact_taps_dw(const Problem& p) {
+  return channel_lanes(p, p.group_out) && (p.group_in >= 8 || !implicit_dw(p));
+}
+
+bool always(const Problem&) { return true; }
+
+// ---- The tables ------------------------------------------------------------------------------------------------
+
+struct Entry {
+  CpuKernel kernel;
+  bool (*accepts)(const Problem&);
+};
+
+const Entry kForward[] = {
+    // Output channels in the lanes over a zero-padded copy of the input: for stride_w > 1, where the implicit
+    // GEMM's lanes along the output positions would need even-lane permutes (with stride_w 1 the implicit GEMM
+    // measured faster on every suite shape). The exact-taps forward runs these problems too, but took 1.16x to
+    // 3.5x the padded forward's time on stride-2 layers of networks (AVX-512, Intel Xeon, 2 threads, alternated,
+    // medians of 7: a 7x7 stem 1.20 against 1.03 ms, a 64->128 3x3 at 56x56 6.85 against 4.40, its 1x1 2.92
+    // against 0.82, a 3-channel 3x3 at 112x112 0.53 against 0.39); only the suite's strided-5x5 went the other
+    // way (0.81 against 0.96 ms; AVX2 1.20 against 1.28).
+    {CpuKernel::padded, [](const Problem& p) { return channel_lanes(p, p.group_out) && p.g.stride_w != 1; }},
+    // Where padding and idle lanes would cost the implicit GEMM much (exact_taps_save).
+    {CpuKernel::exact_taps, [](const Problem& p) { return channel_lanes(p, p.group_out) && exact_taps_save(p.g); }},
+    {CpuKernel::depthwise_simd, depthwise_simd},
+    {CpuKernel::implicit, [](const Problem& p) { return implicit_takes(p, p.g); }},
+    {CpuKernel::depthwise, depthwise},
+    {CpuKernel::tiled, always},
+};
+
+const Entry kGradInput[] = {
+    // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
+    {CpuKernel::depthwise_simd,
+     [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; }},
+    // Stride 1: dx as the convolution of dy, by the exact-taps forward where it would take that convolution
+    // (whose groups have C/g output channels), else by the implicit GEMM.
+    {CpuKernel::exact_taps,
+     [](const Problem& p) {
+       return dx_as_conv2d_on_implicit(p) && channel_lanes(p, p.group_in) &&
+              exact_taps_save(transposed_geometry(p.g, p.out_channels));
+     }},
+    {CpuKernel::implicit, dx_as_conv2d_on_implicit},
+    // Stride > 1, dilation 1: by phases on the implicit GEMM, where it takes every phase that a tap reaches (and
+    // one at least: where none is, dx is zeros, which the tiled path writes).
+    {CpuKernel::phased,
+     [](const Problem& p) {
+       if (unit_stride(p.g) || p.g.dilation_h != 1 || p.g.dilation_w != 1) return false;
+       const std::vector<ConvGeometry> phases = grad_input_phase_geometries(p.g, p.out_channels);
+       for (const ConvGeometry& phase : phases) {
+         if (!implicit_takes(p, phase)) return false;
+       }
+       return !phases.empty();
+     }},
+    {CpuKernel::depthwise, depthwise},
+    {CpuKernel::tiled, always},
+};
+
+const Entry kGradWeight[] = {
+    // A pointwise dw (1x1, stride 1, no padding) is a GEMM over the input itself, which the tiled path runs
+    // without columns: faster there than on the exact-taps dw (the pointwise suite shape, AVX-512 on an Intel Xeon
+    // with AMX, 2 threads: 1.51 against 1.83 ms).
+    {CpuKernel::tiled, [](const Problem& p) { return is_pointwise(p.g) && exact_taps_dw(p); }},
+    {CpuKernel::exact_taps, exact_taps_dw},
+    {CpuKernel::implicit, implicit_dw},
+    {CpuKernel::depthwise, depthwise},
+    {CpuKernel::tiled, always},
+};
+
+template <size_t N>
+CpuKernel first_accepting(const Entry (&table)[N], const Problem& p) {
+  for (const Entry& entry : table) {
+    if (entry.accepts(p)) return entry.kernel;
+  }
+  return CpuKernel::tiled;  // unreachable: each table ends with the tiled path
+}
+
+}  // namespace
+
+CpuKernels choose_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+  const Problem p{dtype, g, groups, out_channels, g.channels / groups, out_channels / groups};
+  return {first_accepting(kForward, p), first_accepting(kGradInput, p), first_accepting(kGradWeight, p)};
+}
+
+const char* kernel_name(CpuKernel kernel) {
+  switch (kernel) {
+    case CpuKernel::padded: return "padded";
+    case CpuKernel::exact_taps: return "exact_taps";
+    case CpuKernel::implicit: return "implicit";
+    case CpuKernel::phased: return "phased";
+    case CpuKernel::depthwise: return "depthwise";
+    case CpuKernel::depthwise_simd: return "depthwise_simd";
+    case CpuKernel::tiled: return "tiled";
+  }
+  return "?";
+}
+
+}  // namespace conv_ext::cpu

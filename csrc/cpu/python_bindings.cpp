@@ -1,0 +1,41 @@
+// The CPU kernels' Python bindings (python_bindings.h).
+#include "cpu/python_bindings.h"
+
+#include <torch/extension.h>
+
+#include <string>
+#include <vector>
+
+#include "cpu/kernel_table.h"
+#include "cpu/simd/simd_isa.h"
+#include "ops/conv2d_args.h"
+
+namespace conv_ext::cpu {
+
+void add_python_bindings(pybind11::module_& m) {
+  // The instruction set of the float32 SIMD kernels, by name ("avx512", "avx2", "none"): the CPU's, the one they
+  // run on (the CPU's, capped), and the cap.
+  m.def("cpu_simd_isa", [] { return std::string(simd_isa_name(cpu_simd_isa())); });
+  m.def("simd_isa", [] { return std::string(simd_isa_name(simd_isa())); });
+  m.def("simd_isa_limit", [] { return std::string(simd_isa_name(simd_isa_limit())); });
+  m.def("set_simd_isa_limit", [](const std::string& name) {
+    for (SimdIsa isa : {SimdIsa::none, SimdIsa::avx2, SimdIsa::avx512}) {
+      if (name == simd_isa_name(isa)) return set_simd_isa_limit(isa);
+    }
+    throw pybind11::value_error("conv_ext: unknown instruction set '" + name + "' (expected avx512, avx2 or none)");
+  });
+  m.def("simd_kernels_enabled", &simd_kernels_enabled);
+  m.def("set_simd_kernels_enabled", &set_simd_kernels_enabled);
+  // For tests: the CPU kernels that would run the forward, dx and dw of these arguments (after the checks).
+  m.def("_cpu_kernels", [](const at::Tensor& input, const at::Tensor& weight, const std::vector<int64_t>& stride,
+                           const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, int64_t groups) {
+    check_conv2d_args(input, weight, std::nullopt, stride, padding, dilation, groups);
+    const CpuKernels kernels = choose_cpu_kernels(input.scalar_type(),
+                                                  make_geometry(input, weight, stride, padding, dilation), groups,
+                                                  weight.size(0));
+    return std::vector<std::string>{kernel_name(kernels.forward), kernel_name(kernels.grad_input),
+                                    kernel_name(kernels.grad_weight)};
+  });
+}
+
+}  // namespace conv_ext::cpu

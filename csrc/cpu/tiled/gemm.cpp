@@ -1,0 +1,69 @@
+// The GEMM of the CPU tiles: our kernel for float32 where the CPU has AVX-512, ATen's GEMM otherwise.
+#include "cpu/tiled/gemm.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <type_traits>
+
+namespace conv_ext::cpu {
+
+namespace {
+
+template <typename T>
+at::Tensor matrix_view(StridedMatrix<const T> matrix, int64_t rows, int64_t cols) {
+  return at::from_blob(const_cast<T*>(matrix.data), {rows, cols}, {matrix.row_stride, matrix.col_stride},
+                       at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+// ATen's GEMM on views of the operands (MKL or OpenBLAS: every dtype, every CPU).
+template <typename scalar_t, typename out_t>
+void gemm_aten(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
+               out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
+  const at::Tensor a_view = matrix_view(a, m, k), b_view = matrix_view(b, k, n);
+  at::Tensor c_view = matrix_view(StridedMatrix<const out_t>{c, ldc, 1}, m, n);
+  if (accumulate) {
+    if constexpr (std::is_same_v<scalar_t, out_t>) {
+      c_view.addmm_(a_view, b_view);
+    } else {  // the half types: the product in scalar_t, summed in out_t
+      c_view.add_(at::mm(a_view, b_view));
+    }
+  } else if constexpr (std::is_same_v<scalar_t, out_t>) {
+    if (row_bias) {
+      at::addmm_out(c_view, matrix_view(StridedMatrix<const scalar_t>{row_bias, 1, 0}, m, n), a_view, b_view);
+    } else {
+      at::mm_out(c_view, a_view, b_view);
+    }
+  } else {
+    TORCH_INTERNAL_ASSERT(false, "gemm: a wider output type is only for accumulating");
+  }
+}
+
+}  // namespace
+
+template <typename scalar_t, typename out_t>
+void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
+          out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
+  if (m == 0 || n == 0) return;
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<out_t, float>) {
+    if (simd_kernels_enabled() && simd_isa() == SimdIsa::avx512) {
+      return gemm_simd(m, n, k, a, b, c, ldc, accumulate, row_bias);
+    }
+  }
+  gemm_aten(m, n, k, a, b, c, ldc, accumulate, row_bias);
+}
+
+#define CONV_EXT_INSTANTIATE_GEMM(scalar_t, out_t)                                                     \
+  template void gemm<scalar_t, out_t>(int64_t, int64_t, int64_t, StridedMatrix<const scalar_t>,     \
+                                      StridedMatrix<const scalar_t>, out_t*, int64_t, bool, const scalar_t*);
+CONV_EXT_INSTANTIATE_GEMM(float, float)
+CONV_EXT_INSTANTIATE_GEMM(double, double)
+CONV_EXT_INSTANTIATE_GEMM(c10::Half, c10::Half)
+CONV_EXT_INSTANTIATE_GEMM(c10::Half, float)
+CONV_EXT_INSTANTIATE_GEMM(c10::BFloat16, c10::BFloat16)
+CONV_EXT_INSTANTIATE_GEMM(c10::BFloat16, float)
+#undef CONV_EXT_INSTANTIATE_GEMM
+
+}  // namespace conv_ext::cpu
