@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import conv_ext
-from conv_ext.train import build_seed_cnn
+from examples.mnist.model import build_seed_cnn
 
 from .networks import NETWORKS, Network, at_batch, torchvision_model, without_batch
 from .shapes import Shape

@@ -180,7 +180,7 @@ def convnext_tiny() -> Tuple[Tuple[Shape, int], ...]:
 
 
 def seed_cnn() -> Tuple[Tuple[Shape, int], ...]:
-    """The seed's MNIST CNN (conv_ext.train.build_seed_cnn) at 28 px: 1->16 5x5 p2, a 2x2 max-pool, 16->32 5x5
+    """The seed's MNIST CNN (examples.mnist.model.build_seed_cnn) at 28 px: 1->16 5x5 p2, a 2x2 max-pool, 16->32 5x5
     p2."""
     walk = _Walk(1, 28)
     walk.conv(16, 5)
@@ -208,7 +208,7 @@ NETWORKS: Dict[str, Network] = {n.name: n for n in (
              torchvision_name="vgg11"),
     _network("convnext_tiny", convnext_tiny, "Liu et al. 2022; torchvision/models/convnext.py",
              torchvision_name="convnext_tiny"),
-    _network("seed_cnn", seed_cnn, "conv_ext.train.build_seed_cnn", input_shape=(1, 28, 28)),
+    _network("seed_cnn", seed_cnn, "examples.mnist.model.build_seed_cnn", input_shape=(1, 28, 28)),
 )}
 
 

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks p
 from benchmarks import bench, bench_networks, report_networks  # noqa: E402
 from benchmarks.networks import NETWORKS, Network, torchvision_model, traced_layers, without_batch  # noqa: E402
 from benchmarks.shapes import Shape  # noqa: E402
-from conv_ext.train import build_seed_cnn  # noqa: E402
+from examples.mnist.model import build_seed_cnn  # noqa: E402
 
 
 def _convnext_tiny_mlp_macs() -> int:
@@ -127,7 +127,7 @@ def test_a_quick_networks_run_reports_every_part(tmp_path, capsys):
     assert targets["layers"]["checked"] == 2 * 2 * 2 and targets["im2col_floor"]["checked"] == 2 * 2
     printed = capsys.readouterr().out
     for text in ("| seed_cnn | 2 (2) | 0.003 | 1 |", "worst layers", "Batch 1 on 2 threads over 1",
-                 "Whole models, conv_ext.convert(model)", "conv_ext.train.build_seed_cnn"):
+                 "Whole models, conv_ext.convert(model)", "examples.mnist.model.build_seed_cnn"):
         assert text in printed
     written = {p.name for p in tmp_path.iterdir()}
     assert {"latest-networks.json", "latest-networks.md"} <= written
