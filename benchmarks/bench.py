@@ -92,11 +92,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", default=None,
                         help="torch threads, one count or a comma-separated list (default: torch's own choice): the "
                              "run uses the most; the networks' batch-1 layers also run on each count listed")
-    parser.add_argument("--simd-isa", choices=["avx2", "avx512"], default=None,
-                        help="ext's float32 CPU kernels on this instruction set (default: the best the CPU offers)")
-    parser.add_argument("--aten-gemm", action="store_true",
-                        help="ext's float32 CPU GEMMs through ATen instead of its SIMD kernels (AVX-512 or AVX2), for "
-                             "comparison")
+    parser.add_argument("--simd-isa", choices=["none", "avx2", "avx512"], default=None,
+                        help="ext's float32 CPU kernels on this instruction set (default: the best the CPU offers; "
+                             "none: no SIMD kernel, the tiled path on ATen's GEMM)")
     parser.add_argument("--no-training", action="store_true", help="skip the seed-CNN training step")
     parser.add_argument("--default-heap", action="store_true",
                         help="leave glibc's heap trimming as it is (by default the run pins the heap: see "
@@ -139,7 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.device = "cuda" if torch.cuda.is_available() and conv_ext.cuda_built() else "cpu"
     elif args.device == "cuda" and not (torch.cuda.is_available() and conv_ext.cuda_built()):
         parser.error("--device cuda needs a GPU and a CUDA build of conv_ext (conv_ext.cuda_built())")
-    offered = {"avx512": ("avx2", "avx512"), "avx2": ("avx2",)}.get(settings.cpu_simd_isa(), ())
+    offered = {"avx512": ("none", "avx2", "avx512"), "avx2": ("none", "avx2")}.get(settings.cpu_simd_isa(), ("none",))
     if args.simd_isa and args.simd_isa not in offered:
         parser.error(f"--simd-isa {args.simd_isa}: this CPU's best instruction set is {settings.cpu_simd_isa()}")
     return args
@@ -278,11 +276,7 @@ def main(argv=None) -> dict:
     """Runs the suite (unless --networks) and the networks benchmark (unless --no-networks). Returns the suite's
     results, with the networks' under "networks" (only those where --networks)."""
     args = parse_args(argv)
-    with contextlib.ExitStack() as stack:
-        if args.aten_gemm:
-            stack.enter_context(settings.aten_gemm())
-        if args.simd_isa:
-            stack.enter_context(settings.simd_isa(args.simd_isa))
+    with settings.simd_isa(args.simd_isa) if args.simd_isa else contextlib.nullcontext():
         results = {} if args.networks else run(args)
         if not args.no_networks:
             results["networks"] = run_networks(args)
@@ -305,7 +299,7 @@ def run_meta(args: argparse.Namespace, heap_pinned: bool) -> dict:
             "cpu_family_model": cpu_family_model() if args.device == "cpu" else None,
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "quick": args.quick, "glibc_heap_pinned": heap_pinned,
-            "ext_cpu_gemm": settings.cpu_gemm() if args.device == "cpu" else None,
+            "ext_simd_isa": settings.current_simd_isa() if args.device == "cpu" else None,
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if args.device == "cuda" else None}
 
 

@@ -52,7 +52,7 @@ def describe_run(results: dict) -> str:
             f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds"
             f"{' (--quick)' if meta['quick'] else ''}. Machine GEMM rate (float32 torch.mm): "
             f"{results['gemm_flops_per_second'] / 1e9:.1f} GFLOP/s."
-            + (f" ext's float32 kernels: {meta['ext_cpu_gemm']}." if meta.get("ext_cpu_gemm") else "")
+            + (f" ext's float32 kernels: {meta['ext_simd_isa']}." if meta.get("ext_simd_isa") else "")
             + _tf32_note(meta) + _heap_note(meta))
 
 
@@ -166,7 +166,7 @@ def result_stem(results: dict) -> str:
     meta = results["meta"]
     machine = re.sub(r"\((r|tm)\)|\bprocessor\b|\bcpu\b", "", meta["machine"].lower())
     machine = re.sub(r"[^a-z0-9]+", "-", machine).strip("-")
-    return f"{meta['date'][:10]}-{machine}-{meta.get('ext_cpu_gemm') or meta['device']}"
+    return f"{meta['date'][:10]}-{machine}-{meta.get('ext_simd_isa') or meta['device']}"
 
 
 def write_run(results: dict, stem: str, markdown: Callable[[dict], str] = None,
@@ -217,7 +217,7 @@ def write_results_index(directory: str) -> str:
         machine = meta["machine"] + (f" ({meta['cpu_family_model']})" if meta.get("cpu_family_model") else "")
         im2col = f"{gm['im2col_speedup_vs_unfold']:.2f}x" if "im2col_speedup_vs_unfold" in gm else "-"
         step = f"{results['training_step']['ext_over_torch']:.2f}" if "training_step" in results else "-"
-        lines.append(f"| [{stem}]({stem}.md) | {machine}, {meta.get('ext_cpu_gemm') or meta['device']} "
+        lines.append(f"| [{stem}]({stem}.md) | {machine}, {meta.get('ext_simd_isa') or meta['device']} "
                      f"| {meta['threads']} | {meta['torch']} | {gm['ext_speedup_vs_unfold']:.2f}x | {im2col} "
                      f"| {gm['torch_speedup_vs_unfold']:.2f}x | {gm['ext_over_torch']:.2f} | {step} |")
     lines += networks_index_lines(networks_runs)

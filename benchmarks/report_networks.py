@@ -16,7 +16,7 @@ def describe_run(results: dict) -> str:
     return (f"Measured {meta['date']} on {machine} ({meta['device']}, {meta['threads']} threads), torch "
             f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds{' (--quick)' if meta['quick'] else ''}"
             f"; batches {', '.join(map(str, meta['batches']))}; float32, no bias."
-            + (f" ext's float32 kernels: {meta['ext_cpu_gemm']}." if meta.get("ext_cpu_gemm") else "")
+            + (f" ext's float32 kernels: {meta['ext_simd_isa']}." if meta.get("ext_simd_isa") else "")
             + _heap_note(meta))
 
 
@@ -226,7 +226,7 @@ def index_lines(runs: list) -> List[str]:
         per_batch = {d: ", ".join(f"batch {b}: {mean_ratio(results, 'contiguous', b, d):.2f}"
                                   for b in _batches(results)) for d in DIRECTIONS}
         held = {k: f"{t[k]['checked'] - len(t[k]['missed'])}/{t[k]['checked']}" for k in ("layers", "network_totals")}
-        lines.append(f"| [{stem}]({stem}.md) | {meta['machine']}, {meta.get('ext_cpu_gemm') or meta['device']} | "
+        lines.append(f"| [{stem}]({stem}.md) | {meta['machine']}, {meta.get('ext_simd_isa') or meta['device']} | "
                      f"{meta['threads']} | {per_batch['forward']} | {per_batch['forward_backward']} | "
                      f"{held['layers']} | {held['network_totals']} |")
     return lines

@@ -62,33 +62,28 @@ def im2col_gemm() -> ContextManager[None]:
     return _set_for_block(_C.host_reference_kernels_enabled, _C.set_host_reference_kernels_enabled, True)
 
 
-def cpu_gemm() -> str:
-    """What float32 convolutions run on the CPU: "avx512" or "avx2" (our SIMD kernels on that instruction set: the
-    column-free kernels, and on AVX-512 our GEMM in the tiled path; on AVX2 the tiled path runs ATen's GEMM) or
-    "aten" (ATen's GEMM, MKL or OpenBLAS as torch.mm, for everything: on CPUs with neither, or under aten_gemm()).
-    Other dtypes always run ATen's."""
-    return _C.simd_isa() if _C.simd_kernels_enabled() else "aten"
-
-
-def aten_gemm() -> ContextManager[None]:
-    """Context manager (for tests and the benchmark): float32 convolutions on the CPU run ATen's GEMM instead of
-    our SIMD kernels (and so no implicit GEMM) for the duration of the block."""
-    return _set_for_block(_C.simd_kernels_enabled, _C.set_simd_kernels_enabled, False)
-
-
 def cpu_simd_isa() -> str:
-    """The best instruction set this CPU offers our float32 kernels: "avx512" (AVX-512F), "avx2" (AVX2 with FMA)
-    or "none"."""
+    """The best instruction set this CPU offers the float32 SIMD kernels: "avx512" (AVX-512F), "avx2" (AVX2 with
+    FMA) or "none"."""
     return _C.cpu_simd_isa()
 
 
+def current_simd_isa() -> str:
+    """The instruction set float32 convolutions on the CPU run on now: "avx512" or "avx2" (the SIMD kernels: the
+    column-free kernels, and on AVX-512 our GEMM in the tiled path; on AVX2 the tiled path runs ATen's GEMM), or
+    "none" (the tiled path on ATen's GEMM, MKL or OpenBLAS as torch.mm, and the scalar depthwise loops: on CPUs
+    with neither, or under simd_isa("none")). Other dtypes always run the latter."""
+    return _C.simd_isa()
+
+
 def simd_isa(isa: str) -> ContextManager[None]:
-    """Context manager (for tests and the benchmark): our float32 kernels run on instruction set ``isa`` ("avx2",
-    or "avx512") for the duration of the block, e.g. the AVX2 kernels on an AVX-512 CPU. Raises ValueError for a
-    name it does not know, or one this CPU does not offer."""
+    """Context manager: for the duration of the block, the float32 SIMD kernels run on instruction set ``isa``:
+    "avx2" runs the AVX2 build on an AVX-512 CPU, "none" switches every SIMD kernel off (the tiled path on ATen's
+    GEMM), "avx512" the default on an AVX-512 CPU. Raises ValueError for a name it does not know, or one this CPU
+    does not offer."""
     order = ["none", "avx2", "avx512"]
     if isa not in order:
-        raise ValueError(f"conv_ext: unknown instruction set {isa!r}; expected one of {', '.join(order[1:])}")
+        raise ValueError(f"conv_ext: unknown instruction set {isa!r}; expected one of {', '.join(order)}")
     if order.index(isa) > order.index(cpu_simd_isa()):
         raise ValueError(f"conv_ext: this CPU does not offer {isa} (its best: {cpu_simd_isa()})")
     return _set_for_block(_C.simd_isa_limit, _C.set_simd_isa_limit, isa)

@@ -34,9 +34,9 @@ class ConvCase:
 BASE = ConvCase("base")
 
 # The instruction sets of our float32 SIMD kernels that this CPU offers, best first: each is tested (an AVX-512 CPU
-# runs the AVX2 kernels too), and "aten" (ATen's GEMM) everywhere.
+# runs the AVX2 kernels too), and "none" (no SIMD kernel: the tiled path on ATen's GEMM) everywhere.
 SIMD_ISAS = {"avx512": ["avx512", "avx2"], "avx2": ["avx2"], "none": []}[settings.cpu_simd_isa()]
-CPU_BACKENDS = {"aten": settings.aten_gemm, **{isa: functools.partial(settings.simd_isa, isa) for isa in SIMD_ISAS}}
+CPU_BACKENDS = {isa: functools.partial(settings.simd_isa, isa) for isa in ["none"] + SIMD_ISAS}
 GRID = [
     BASE,
     replace(BASE, name="k1x1", kernel=1),

@@ -72,7 +72,7 @@ def test_update_readme_keeps_the_run_by_date_and_cpu_and_indexes_it(tmp_path):
     from benchmarks.report import result_stem, save_results, update_readme
     results = _quick_results()
     stem = result_stem(results)
-    assert stem.startswith(results["meta"]["date"][:10] + "-") and stem.endswith("-" + results["meta"]["ext_cpu_gemm"])
+    assert stem.startswith(results["meta"]["date"][:10] + "-") and stem.endswith("-" + results["meta"]["ext_simd_isa"])
     saved = save_results(results, str(tmp_path / "results"))
     written = {p.name for p in (tmp_path / "results").iterdir()}
     assert written == {stem + ".json", stem + ".md", "README.md"} | ({stem + ".png"} if _has_matplotlib() else set())

@@ -144,29 +144,29 @@ def test_implicit_dw_over_blocks_of_samples(isa):
 
 @grid
 @with_bias
-def test_aten_gemm_matches_torch_over_the_grid(case, bias):
-    """float32 runs our kernel by default where it can; the grid again with ATen's GEMM."""
-    with settings.aten_gemm():
+def test_without_simd_kernels_matches_torch_over_the_grid(case, bias):
+    """float32 runs our kernels by default where it can; the grid again without them (ATen's GEMM)."""
+    with settings.simd_isa("none"):
         assert_matches_torch(conv_ext.conv2d, case, torch.float32, bias)
 
 
-def test_aten_gemm_switch_restores_the_setting():
-    before = settings.cpu_gemm()
-    assert before == (SIMD_ISAS[0] if SIMD_ISAS else "aten")
-    with settings.aten_gemm():
-        assert settings.cpu_gemm() == "aten"
-    assert settings.cpu_gemm() == before
+def test_simd_isa_none_switches_the_kernels_off_and_restores():
+    before = settings.current_simd_isa()
+    assert before == (SIMD_ISAS[0] if SIMD_ISAS else "none")
+    with settings.simd_isa("none"):
+        assert settings.current_simd_isa() == "none"
+    assert settings.current_simd_isa() == before
 
 
 @pytest.mark.parametrize("isa", SIMD_ISAS)
 def test_simd_isa_switch_runs_that_instruction_set_and_restores(isa):
-    before, limit = settings.cpu_gemm(), conv_ext._C.simd_isa_limit()
+    before, limit = settings.current_simd_isa(), conv_ext._C.simd_isa_limit()
     with settings.simd_isa(isa):
-        assert settings.cpu_gemm() == isa
-        with settings.aten_gemm():
-            assert settings.cpu_gemm() == "aten"
-        assert settings.cpu_gemm() == isa
-    assert settings.cpu_gemm() == before
+        assert settings.current_simd_isa() == isa
+        with settings.simd_isa("none"):
+            assert settings.current_simd_isa() == "none"
+        assert settings.current_simd_isa() == isa
+    assert settings.current_simd_isa() == before
     assert conv_ext._C.simd_isa_limit() == limit
 
 
@@ -177,7 +177,7 @@ def test_simd_isa_switch_rejects_what_the_cpu_lacks():
         if isa not in SIMD_ISAS:
             with pytest.raises(ValueError, match=f"does not offer {isa}"):
                 settings.simd_isa(isa)
-    assert settings.cpu_gemm() == (SIMD_ISAS[0] if SIMD_ISAS else "aten")
+    assert settings.current_simd_isa() == (SIMD_ISAS[0] if SIMD_ISAS else "none")
 
 
 @backends

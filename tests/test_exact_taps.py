@@ -78,9 +78,9 @@ def test_exact_taps_cases_match_torch(backend, case, kernels, bias):
 
 
 def assert_case_matches_torch(backend, case, kernels, bias):
-    """On `backend` the op chooses `kernels` (with ATen's GEMM: whatever it runs), and matches torch."""
+    """On `backend` the op chooses `kernels` (with none: whatever it runs), and matches torch."""
     with CPU_BACKENDS[backend]():
-        if backend != "aten":
+        if backend != "none":
             assert chosen_kernels(case) == kernels
         assert_matches_torch(conv_ext.conv2d, case, torch.float32, bias)
 
@@ -173,7 +173,7 @@ def test_benchmark_suite_runs_the_kernels_readme_names(name):
     for isa in SIMD_ISAS:
         with settings.simd_isa(isa):
             assert chosen_kernels(case) == {"avx512": SUITE_KERNELS, "avx2": SUITE_KERNELS_AVX2}[isa][name], isa
-    # With ATen's GEMM (and on CPUs without AVX-512 or AVX2): the depthwise loops or the tiled path for every pass.
+    # Without the SIMD kernels (and on CPUs without AVX-512 or AVX2): the depthwise loops or the tiled path.
     fallback = "depthwise" if 1 < shape.groups == shape.in_channels else "tiled"
-    with settings.aten_gemm():
+    with settings.simd_isa("none"):
         assert chosen_kernels(case) == (fallback,) * 3

@@ -25,8 +25,8 @@ struct Problem {
 
 // ---- The conditions the rules share --------------------------------------------------------------------------
 
-// Our SIMD kernels: float32 only, built for x86-64 (simd_isa() is none elsewhere), all switched off by
-// set_simd_kernels_enabled(false). On AVX2 a register block holds a quarter of AVX-512's sums (6 x 16), and where a
+// Our SIMD kernels: float32 only, built for x86-64 (simd_isa() is none elsewhere), all switched off by the cap
+// none. On AVX2 a register block holds a quarter of AVX-512's sums (6 x 16), and where a
 // group has 64 output channels or more the tiled path's im2col + ATen's GEMM (MKL) measured faster in every pass on
 // a Zen 3 (resnet-3x3, vgg-like, pointwise: e.g. vgg-like's forward 17.2 against 21.9 ms); below that (fewer
 // channels, groups, padding) the column-free kernels win.

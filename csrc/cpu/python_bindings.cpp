@@ -24,8 +24,6 @@ void add_python_bindings(pybind11::module_& m) {
     }
     throw pybind11::value_error("conv_ext: unknown instruction set '" + name + "' (expected avx512, avx2 or none)");
   });
-  m.def("simd_kernels_enabled", &simd_kernels_enabled);
-  m.def("set_simd_kernels_enabled", &set_simd_kernels_enabled);
   // For tests: the CPU kernels that would run the forward, dx and dw of these arguments (after the checks).
   m.def("_cpu_kernels", [](const at::Tensor& input, const at::Tensor& weight, const std::vector<int64_t>& stride,
                            const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, int64_t groups) {

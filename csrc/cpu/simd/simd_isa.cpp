@@ -1,4 +1,4 @@
-// The instruction set of our SIMD kernels: the CPU's, its cap, and the switch that turns the kernels off.
+// The instruction set of our SIMD kernels: the CPU's, and its cap (none turns the kernels off).
 #include "cpu/simd/simd_isa.h"
 
 #include <algorithm>
@@ -8,7 +8,6 @@ namespace conv_ext::cpu {
 
 namespace {
 
-std::atomic<bool> g_simd_kernels_enabled{true};
 std::atomic<int> g_simd_isa_limit{static_cast<int>(SimdIsa::avx512)};
 
 }  // namespace
@@ -36,8 +35,5 @@ const char* simd_isa_name(SimdIsa isa) {
   }
   return "?";
 }
-
-bool simd_kernels_enabled() { return simd_isa() != SimdIsa::none && g_simd_kernels_enabled.load(); }
-void set_simd_kernels_enabled(bool enabled) { g_simd_kernels_enabled.store(enabled); }
 
 }  // namespace conv_ext::cpu

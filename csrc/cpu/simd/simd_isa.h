@@ -25,11 +25,10 @@ SimdIsa simd_isa();
 SimdIsa simd_isa_limit();
 void set_simd_isa_limit(SimdIsa limit);
 const char* simd_isa_name(SimdIsa isa);
-// Whether float32 convolutions run our SIMD kernels at all (default: when simd_isa() is not none). Switched off
-// (settings.aten_gemm() in Python), every float32 pass runs the tiled path on ATen's GEMM, or the scalar
-// depthwise loops, on the same machine.
-bool simd_kernels_enabled();
-void set_simd_kernels_enabled(bool enabled);
+// Whether float32 convolutions run our SIMD kernels at all: not where simd_isa() is none (a CPU with neither
+// instruction set, or the cap set to none: settings.simd_isa("none") in Python), where every float32 pass runs the
+// tiled path on ATen's GEMM, or the scalar depthwise loops.
+inline bool simd_kernels_enabled() { return simd_isa() != SimdIsa::none; }
 
 // Picks the kernel of simd_isa() among a kernel's AVX-512 and AVX2 builds (simd_for_each_isa.h).
 template <typename Kernel>

@@ -48,7 +48,7 @@ void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, Stri
           out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
   if (m == 0 || n == 0) return;
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<out_t, float>) {
-    if (simd_kernels_enabled() && simd_isa() == SimdIsa::avx512) {
+    if (simd_isa() == SimdIsa::avx512) {
       return gemm_simd(m, n, k, a, b, c, ldc, accumulate, row_bias);
     }
   }

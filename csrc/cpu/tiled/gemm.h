@@ -18,8 +18,8 @@ template <typename scalar_t, typename out_t>
 void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
           out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias = nullptr);
 
-// The AVX-512 float32 kernel behind gemm<float, float> (gemm_simd.cpp), where simd_kernels_enabled() and simd_isa() is
-// AVX-512 (on AVX2, gemm<float, float> runs ATen's GEMM: see gemm_simd.cpp).
+// The AVX-512 float32 kernel behind gemm<float, float> (gemm_simd.cpp), where simd_isa() is AVX-512
+// (on AVX2, gemm<float, float> runs ATen's GEMM: see gemm_simd.cpp).
 void gemm_simd(int64_t m, int64_t n, int64_t k, StridedMatrix<const float> a, StridedMatrix<const float> b,
                float* c, int64_t ldc, bool accumulate, const float* row_bias);
 
