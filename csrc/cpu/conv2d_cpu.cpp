@@ -40,9 +40,10 @@ GradWeightKernel column_free_grad_weight(CpuKernel kernel) {
   }
 }
 
-at::Tensor conv2d_cpu(const at::Tensor& input_arg, const at::Tensor& weight_arg,
-                      const std::optional<at::Tensor>& bias_arg, at::IntArrayRef stride, at::IntArrayRef padding,
-                      at::IntArrayRef dilation, int64_t groups) {
+// The forward in the contiguous layout (conv2d_cpu lays it out in the op's memory format).
+at::Tensor conv2d_cpu_contiguous(const at::Tensor& input_arg, const at::Tensor& weight_arg,
+                                 const std::optional<at::Tensor>& bias_arg, at::IntArrayRef stride,
+                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   if (host_reference_kernels_enabled()) {
     return textbook_conv2d(input_arg, weight_arg, bias_arg, stride, padding, dilation, groups,
                            host_reference_kernels());
@@ -61,7 +62,8 @@ at::Tensor conv2d_cpu(const at::Tensor& input_arg, const at::Tensor& weight_arg,
   const CpuKernel kernel = choose_cpu_kernels(input.scalar_type(), g, groups, out_channels).forward;
   if (const Conv2dKernel conv2d = column_free_conv2d(kernel)) {
     at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w}, input.options());
-    conv2d(input.const_data_ptr<float>(), weight.const_data_ptr<float>(), bias ? bias->const_data_ptr<float>() : nullptr,
+    conv2d(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
+           bias ? bias->const_data_ptr<float>() : nullptr,
            output.mutable_data_ptr<float>(), g, groups, out_channels);
     return output;
   }
@@ -69,7 +71,8 @@ at::Tensor conv2d_cpu(const at::Tensor& input_arg, const at::Tensor& weight_arg,
   return tiled_conv2d(input, weight, bias, g, groups);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
+// The backward in the contiguous layout (conv2d_backward_cpu lays it out in the op's memory format).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
     const at::Tensor& grad_output_arg, const at::Tensor& input_arg, const at::Tensor& weight_arg,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
     std::array<bool, 3> output_mask) {
@@ -125,6 +128,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
     }
   }
   return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
+}
+
+at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return in_memory_format(conv2d_cpu_contiguous(input, weight, bias, stride, padding, dilation, groups),
+                          conv2d_memory_format(input, weight));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
+  return in_memory_format(conv2d_backward_cpu_contiguous(grad_output, input, weight, stride, padding, dilation,
+                                                         groups, output_mask),
+                          output_mask, conv2d_memory_format(input, weight));
 }
 
 }  // namespace

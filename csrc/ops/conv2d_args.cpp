@@ -2,6 +2,9 @@
 // of an input without channels.
 #include "ops/conv2d_args.h"
 
+#include <c10/core/MemoryFormat.h>
+#include <c10/util/strides.h>
+
 namespace conv_ext {
 
 namespace {
@@ -82,6 +85,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_without_input_cha
   };
   return {zeros_or_unused(output_mask[0], input.sym_sizes()), zeros_or_unused(output_mask[1], weight.sym_sizes()),
           zeros_or_unused(output_mask[2], weight.sym_sizes().slice(0, 1))};
+}
+
+at::MemoryFormat conv2d_memory_format(const at::Tensor& input, const at::Tensor& weight) {
+  constexpr auto channels_last = at::MemoryFormat::ChannelsLast;
+  return input.suggest_memory_format() == channels_last || weight.suggest_memory_format() == channels_last
+             ? channels_last
+             : at::MemoryFormat::Contiguous;
+}
+
+at::Tensor in_memory_format(const at::Tensor& result, at::MemoryFormat format) {
+  const at::Tensor laid_out = result.contiguous(format);
+  // The strides a fresh tensor of the format has, as torch's kernels and the Meta kernels allocate: contiguous()
+  // keeps a tensor that already is, whose size-1 dimensions may carry other strides (same memory, no copy).
+  c10::DimVector strides = c10::contiguous_strides(laid_out.sizes());
+  if (format == at::MemoryFormat::ChannelsLast) {
+    const std::vector<int64_t> channels_last = c10::get_channels_last_strides_2d(laid_out.sizes());
+    strides.assign(channels_last.begin(), channels_last.end());
+  }
+  return laid_out.strides().equals(strides) ? laid_out : laid_out.as_strided(laid_out.sizes(), strides);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> in_memory_format(std::tuple<at::Tensor, at::Tensor, at::Tensor> grads,
+                                                                std::array<bool, 3> output_mask,
+                                                                at::MemoryFormat format) {
+  auto& [grad_input, grad_weight, grad_bias] = grads;
+  if (output_mask[0]) grad_input = in_memory_format(grad_input, format);
+  if (output_mask[1]) grad_weight = in_memory_format(grad_weight, format);
+  return grads;
 }
 
 void check_conv2d_backward_args(

@@ -41,6 +41,17 @@ void check_conv2d_backward_args(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
 
+// The memory format of the op's results, as F.conv2d has them (ATen's convolution and convolution_backward):
+// channels_last where the input or the weight is channels_last, for the output and for grad_input and grad_weight
+// alike; contiguous otherwise. The kernels compute in the contiguous (N, C, H, W) layout; the devices' entry points
+// lay their results out in this format (in_memory_format), and the Meta kernels allocate in it.
+at::MemoryFormat conv2d_memory_format(const at::Tensor& input, const at::Tensor& weight);
+at::Tensor in_memory_format(const at::Tensor& result, at::MemoryFormat format);
+// The backward op's results in that format (the placeholders of gradients not asked for stay as they are).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> in_memory_format(std::tuple<at::Tensor, at::Tensor, at::Tensor> grads,
+                                                                std::array<bool, 3> output_mask,
+                                                                at::MemoryFormat format);
+
 // The geometry of a whole (contiguous) input: sizes, hyperparameters and output plane; batch = N.
 ConvGeometry make_geometry(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation);
