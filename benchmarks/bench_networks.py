@@ -53,8 +53,8 @@ def _tensors(shape: Shape, memory_format: torch.memory_format, device: str):
 def kernels(shape: Shape, memory_format: torch.memory_format) -> List[str]:
     """The CPU kernels ext runs for the layer: [forward, input gradient, weight gradient]."""
     input, weight, _ = _tensors(shape, memory_format, "cpu")
-    return list(conv_ext._C._cpu_kernels(input, weight, [shape.stride] * 2, [shape.padding] * 2,
-                                          [shape.dilation] * 2, shape.groups))
+    choices = conv_ext.explain(input, weight, None, shape.stride, shape.padding, shape.dilation, shape.groups)
+    return [choice.kernel for choice in choices.values()]
 
 
 def time_layer(shape: Shape, memory_format: torch.memory_format, impls: Dict[str, object], device: str,

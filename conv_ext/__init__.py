@@ -10,6 +10,7 @@ except ImportError as error:
         f"{error}") from error
 
 from . import reference
+from .explain import KernelChoice, explain
 from .export import decompositions, onnx_translation_table
 from .nn import Conv2d, convert
 from .ops import Conv2dFunction, conv2d
@@ -17,7 +18,7 @@ from .settings import (cuda_built, im2col_gemm, im2col_gemm_enabled, peak_worksp
                        set_workspace_limit_bytes, workspace_limit, workspace_limit_bytes)
 
 __all__ = [
-    "Conv2d", "Conv2dFunction", "conv2d", "convert", "cuda_built", "decompositions", "im2col_gemm",
-    "im2col_gemm_enabled", "onnx_translation_table", "peak_workspace_bytes", "reference", "reset_peak_workspace_bytes",
+    "Conv2d", "Conv2dFunction", "KernelChoice", "conv2d", "convert", "cuda_built", "decompositions", "explain",
+    "im2col_gemm", "im2col_gemm_enabled", "onnx_translation_table", "peak_workspace_bytes", "reference", "reset_peak_workspace_bytes",
     "set_workspace_limit_bytes", "workspace_limit", "workspace_limit_bytes",
 ]

@@ -132,7 +132,7 @@ def test_implicit_dw_over_blocks_of_samples(isa):
     expected = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, *args, [False, True, False])[1]
     got = {}
     with settings.simd_isa(isa):
-        assert conv_ext._C._cpu_kernels(input.float(), weight.float(), *args)[2] == "implicit"
+        assert conv_ext.explain(input.float(), weight.float(), None, *args)["grad_weight"].kernel == "implicit"
         for threads in (1, 2):
             with num_threads(threads):
                 got[threads] = torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(),

@@ -58,9 +58,8 @@ case_ids = [case.name for case, _ in CASES]
 
 def chosen_kernels(case: ConvCase):
     input, weight, _ = make_tensors(case, torch.float32, False)
-    pair = lambda v: [v, v] if isinstance(v, int) else list(v)  # noqa: E731
-    return tuple(conv_ext._C._cpu_kernels(input, weight, pair(case.stride), pair(case.padding), pair(case.dilation),
-                                          case.groups))
+    choices = conv_ext.explain(input, weight, None, case.stride, case.padding, case.dilation, case.groups)
+    return tuple(choice.kernel for choice in choices.values())
 
 
 backends = pytest.mark.parametrize("backend", list(CPU_BACKENDS))
@@ -134,7 +133,8 @@ def test_seed_conv2_geometry_stays_at_float32_rounding(isa, batch):
     expected = (torch.ops.conv_ext.conv2d(input, weight, None, *args),
                 *torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, *args, [True, True, False])[:2])
     with settings.simd_isa(isa):
-        assert tuple(conv_ext._C._cpu_kernels(input.float(), weight.float(), *args)) == ("exact_taps",) * 3
+        assert [c.kernel for c in conv_ext.explain(input.float(), weight.float(), None, *args).values()] == \
+            ["exact_taps"] * 3
         got = (torch.ops.conv_ext.conv2d(input.float(), weight.float(), None, *args),
                *torch.ops.conv_ext.conv2d_backward(grad_output.float(), input.float(), weight.float(), *args,
                                                    [True, True, False])[:2])

@@ -104,9 +104,17 @@ bool always(const Problem&) { return true; }
 
 // ---- The tables ------------------------------------------------------------------------------------------------
 
+// The conditions most rules start with, and those of the last two entries of every table, in words.
+#define CONV_EXT_SIMD_RULE "float32 on the SIMD kernels (not AVX2 with >= 64 output channels per group)"
+constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
+constexpr const char* kTiled = "any convolution: im2col + GEMM in cache-sized tiles, the floor of every table";
+
+// A kernel, the rule that lets it run a problem, and that rule in words (what conv_ext.explain() tells a user; the
+// reasons behind each rule are the comments).
 struct Entry {
   CpuKernel kernel;
   bool (*accepts)(const Problem&);
+  const char* rule;
 };
 
 const Entry kForward[] = {
@@ -117,27 +125,35 @@ const Entry kForward[] = {
     // medians of 7: a 7x7 stem 1.20 against 1.03 ms, a 64->128 3x3 at 56x56 6.85 against 4.40, its 1x1 2.92
     // against 0.82, a 3-channel 3x3 at 112x112 0.53 against 0.39); only the suite's strided-5x5 went the other
     // way (0.81 against 0.96 ms; AVX2 1.20 against 1.28).
-    {CpuKernel::padded, [](const Problem& p) { return channel_lanes(p, p.group_out) && p.g.stride_w != 1; }},
+    {CpuKernel::padded, [](const Problem& p) { return channel_lanes(p, p.group_out) && p.g.stride_w != 1; },
+     CONV_EXT_SIMD_RULE ", >= 16 output channels per group, stride_w > 1"},
     // Where padding and idle lanes would cost the implicit GEMM much (exact_taps_save).
-    {CpuKernel::exact_taps, [](const Problem& p) { return channel_lanes(p, p.group_out) && exact_taps_save(p.g); }},
-    {CpuKernel::depthwise_simd, depthwise_simd},
-    {CpuKernel::implicit, [](const Problem& p) { return implicit_takes(p, p.g); }},
-    {CpuKernel::depthwise, depthwise},
-    {CpuKernel::tiled, always},
+    {CpuKernel::exact_taps, [](const Problem& p) { return channel_lanes(p, p.group_out) && exact_taps_save(p.g); },
+     CONV_EXT_SIMD_RULE ", >= 16 output channels per group, and over 15% of the implicit GEMM's multiply-adds would fall on "
+           "padding and idle lanes"},
+    {CpuKernel::depthwise_simd, depthwise_simd, CONV_EXT_SIMD_RULE ", depthwise (groups = in_channels), stride_w <= 2"},
+    {CpuKernel::implicit, [](const Problem& p) { return implicit_takes(p, p.g); },
+     CONV_EXT_SIMD_RULE ", stride_w <= 2, output rows that fill >= 3/4 of their vectors"},
+    {CpuKernel::depthwise, depthwise, kDepthwise},
+    {CpuKernel::tiled, always, kTiled},
 };
 
 const Entry kGradInput[] = {
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
-     [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; }},
+     [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; },
+     CONV_EXT_SIMD_RULE ", depthwise, stride 1, one output channel per group: dx is the depthwise convolution of dy"},
     // Stride 1: dx as the convolution of dy, by the exact-taps forward where it would take that convolution
     // (whose groups have C/g output channels), else by the implicit GEMM.
     {CpuKernel::exact_taps,
      [](const Problem& p) {
        return dx_as_conv2d_on_implicit(p) && channel_lanes(p, p.group_in) &&
               exact_taps_save(transposed_geometry(p.g, p.out_channels));
-     }},
-    {CpuKernel::implicit, dx_as_conv2d_on_implicit},
+     },
+     CONV_EXT_SIMD_RULE ", stride 1: dx as the convolution of dy, >= 16 input channels per group, and over 15% of the implicit "
+           "GEMM's multiply-adds would fall on padding and idle lanes"},
+    {CpuKernel::implicit, dx_as_conv2d_on_implicit,
+     CONV_EXT_SIMD_RULE ", stride 1: dx as the convolution of dy, which the implicit GEMM takes"},
     // Stride > 1, dilation 1: by phases on the implicit GEMM, where it takes every phase that a tap reaches (and
     // one at least: where none is, dx is zeros, which the tiled path writes).
     {CpuKernel::phased,
@@ -148,35 +164,46 @@ const Entry kGradInput[] = {
          if (!implicit_takes(p, phase)) return false;
        }
        return !phases.empty();
-     }},
-    {CpuKernel::depthwise, depthwise},
-    {CpuKernel::tiled, always},
+     },
+     CONV_EXT_SIMD_RULE ", stride > 1, dilation 1: dx by phases, each a stride-1 convolution of dy the implicit GEMM takes"},
+    {CpuKernel::depthwise, depthwise, kDepthwise},
+    {CpuKernel::tiled, always, kTiled},
 };
 
 const Entry kGradWeight[] = {
     // A pointwise dw (1x1, stride 1, no padding) is a GEMM over the input itself, which the tiled path runs
     // without columns: faster there than on the exact-taps dw (the pointwise suite shape, AVX-512 on an Intel Xeon
     // with AMX, 2 threads: 1.51 against 1.83 ms).
-    {CpuKernel::tiled, [](const Problem& p) { return is_pointwise(p.g) && exact_taps_dw(p); }},
-    {CpuKernel::exact_taps, exact_taps_dw},
-    {CpuKernel::implicit, implicit_dw},
-    {CpuKernel::depthwise, depthwise},
-    {CpuKernel::tiled, always},
+    {CpuKernel::tiled, [](const Problem& p) { return is_pointwise(p.g) && exact_taps_dw(p); },
+     CONV_EXT_SIMD_RULE ", pointwise (1x1, stride 1, no padding): one GEMM over the input itself, no columns"},
+    {CpuKernel::exact_taps, exact_taps_dw,
+     CONV_EXT_SIMD_RULE ", >= 16 output channels per group, and >= 8 input channels per group or no implicit dw"},
+    {CpuKernel::implicit, implicit_dw, CONV_EXT_SIMD_RULE ", stride_w 1, the implicit GEMM takes the problem"},
+    {CpuKernel::depthwise, depthwise, kDepthwise},
+    {CpuKernel::tiled, always, kTiled},
 };
 
+#undef CONV_EXT_SIMD_RULE
+
 template <size_t N>
-CpuKernel first_accepting(const Entry (&table)[N], const Problem& p) {
+KernelChoice first_accepting(const Entry (&table)[N], const Problem& p) {
   for (const Entry& entry : table) {
-    if (entry.accepts(p)) return entry.kernel;
+    if (entry.accepts(p)) return {entry.kernel, entry.rule};
   }
-  return CpuKernel::tiled;  // unreachable: each table ends with the tiled path
+  return {CpuKernel::tiled, kTiled};  // unreachable: each table ends with the tiled path
 }
 
 }  // namespace
 
-CpuKernels choose_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+CpuKernelChoices explain_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups,
+                                     int64_t out_channels) {
   const Problem p{dtype, g, groups, out_channels, g.channels / groups, out_channels / groups};
   return {first_accepting(kForward, p), first_accepting(kGradInput, p), first_accepting(kGradWeight, p)};
+}
+
+CpuKernels choose_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+  const CpuKernelChoices choices = explain_cpu_kernels(dtype, g, groups, out_channels);
+  return {choices.forward.kernel, choices.grad_input.kernel, choices.grad_weight.kernel};
 }
 
 const char* kernel_name(CpuKernel kernel) {

@@ -21,6 +21,16 @@ struct CpuKernels {
 // The kernels for a convolution of `dtype` with this geometry, groups and out_channels (arguments checked).
 CpuKernels choose_cpu_kernels(at::ScalarType dtype, const ConvGeometry& geometry, int64_t groups,
                               int64_t out_channels);
+// The same choice with the reason for each: the rule, in words, of the table entry that accepted the problem.
+struct KernelChoice {
+  CpuKernel kernel;
+  const char* rule;
+};
+struct CpuKernelChoices {
+  KernelChoice forward, grad_input, grad_weight;
+};
+CpuKernelChoices explain_cpu_kernels(at::ScalarType dtype, const ConvGeometry& geometry, int64_t groups,
+                                     int64_t out_channels);
 const char* kernel_name(CpuKernel kernel);
 
 }  // namespace conv_ext::cpu

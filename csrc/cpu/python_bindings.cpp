@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/kernel_table.h"
@@ -24,15 +25,18 @@ void add_python_bindings(pybind11::module_& m) {
     }
     throw pybind11::value_error("conv_ext: unknown instruction set '" + name + "' (expected avx512, avx2 or none)");
   });
-  // For tests: the CPU kernels that would run the forward, dx and dw of these arguments (after the checks).
+  // The CPU kernels that would run the forward, dx and dw of these arguments (after the checks), each with the
+  // rule that chose it: [(kernel, rule)] * 3. For tests and conv_ext.explain().
   m.def("_cpu_kernels", [](const at::Tensor& input, const at::Tensor& weight, const std::vector<int64_t>& stride,
                            const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, int64_t groups) {
     check_conv2d_args(input, weight, std::nullopt, stride, padding, dilation, groups);
-    const CpuKernels kernels = choose_cpu_kernels(input.scalar_type(),
-                                                  make_geometry(input, weight, stride, padding, dilation), groups,
-                                                  weight.size(0));
-    return std::vector<std::string>{kernel_name(kernels.forward), kernel_name(kernels.grad_input),
-                                    kernel_name(kernels.grad_weight)};
+    const CpuKernelChoices choices = explain_cpu_kernels(
+        input.scalar_type(), make_geometry(input, weight, stride, padding, dilation), groups, weight.size(0));
+    std::vector<std::pair<std::string, std::string>> named;
+    for (const KernelChoice& choice : {choices.forward, choices.grad_input, choices.grad_weight}) {
+      named.emplace_back(kernel_name(choice.kernel), choice.rule);
+    }
+    return named;
   });
 }
 
