@@ -56,10 +56,27 @@ def targets_lines(results: dict) -> List[str]:
 
 
 def format_headline(results: dict) -> str:
-    """What README shows: the networks' ext / torch convolution totals and the targets held."""
+    """The networks' ext / torch convolution totals and the targets held (the full tables' head)."""
     return "\n".join([describe_run(results), "", "Sum of each network's convolution times, ext / torch (lower is "
                       "faster; each distinct layer timed once and weighted by its count):", ""]
                      + headline_table(results) + [""] + targets_lines(results))
+
+
+def readme_table(results: dict) -> List[str]:
+    """One line per network: ext / torch of its summed convolution times at each batch, contiguous tensors."""
+    batches = _batches(results)
+    lines = ["| network | GMACs/image | " + " | ".join(f"{DIRECTIONS[d]} ext / torch, batch {'/'.join(batches)}"
+                                                     for d in DIRECTIONS) + " |", "|---|--:|--:|--:|"]
+    for name, net in results["networks"].items():
+        totals = net["totals"]["contiguous"]
+        cells = [" / ".join(f"{totals[b][d + '_ext_over_torch']:.2f}" for b in batches) for d in DIRECTIONS]
+        lines.append(f"| {name} | {net['macs_per_image'] / 1e9:.3f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def format_readme_headline(results: dict) -> str:
+    """What README shows: per network and batch, ext / torch of the convolution totals, and the targets held."""
+    return "\n".join([describe_run(results), ""] + readme_table(results) + [""] + targets_lines(results))
 
 
 def _kernels(kernels) -> str:
@@ -238,6 +255,7 @@ README_START, README_END = "<!-- networks:start -->", "<!-- networks:end -->"
 def update_readme(readme_path: str, results: dict, saved: dict) -> None:
     """Replaces the README section between the networks markers with the run's headline, its chart and a link to
     its tables (the files save_results kept)."""
-    replace_readme_section(readme_path, README_START, README_END, format_headline(results), saved,
-                           "Every table of this run (times, worst layers and their kernels, threads, whole models)",
+    replace_readme_section(readme_path, README_START, README_END, format_readme_headline(results), saved,
+                           "Every table of this run (channels_last too, times, worst layers and their kernels, "
+                           "threads, whole models)",
                            "ext / torch per network")

@@ -13,6 +13,7 @@ The report goes to the terminal; the figures (JSON) and the loss curves (PNG, wi
 import argparse
 import json
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,7 @@ def plot_losses(runs: Sequence[Run], path: Path, title: str) -> None:
         (line,) = axes.plot(range(window, len(losses) + 1), losses.unfold(0, window, 1).mean(1), label=r.impl)
         axes.plot(range(1, len(losses) + 1), losses, color=line.get_color(), alpha=0.2, linewidth=0.8)
     axes.set(xlabel="training step (batch)", ylabel="cross-entropy loss", yscale="log")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(textwrap.fill(title, 100), fontsize=9)  # the run's description, on as many lines as it needs
     axes.legend(title=f"mean of {window} batches")
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
