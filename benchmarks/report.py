@@ -44,16 +44,23 @@ def implementations(results: dict) -> list:
     return [name for name in ORDER if name in measured]
 
 
-def describe_run(results: dict) -> str:
-    """One line: when, on what, how it was measured."""
-    meta = results["meta"]
-    machine = meta["machine"] + (f" ({meta['cpu_family_model']})" if meta.get("cpu_family_model") else "")
-    return (f"Measured {meta['date']} on {machine} ({meta['device']}, {meta['threads']} threads), torch "
-            f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds"
-            f"{' (--quick)' if meta['quick'] else ''}. Machine GEMM rate (float32 torch.mm): "
-            f"{results['gemm_flops_per_second'] / 1e9:.1f} GFLOP/s."
-            + (f" ext's float32 kernels: {meta['ext_simd_isa']}." if meta.get("ext_simd_isa") else "")
+def machine_label(meta: dict) -> str:
+    """The machine a run was measured on: its name, and x86's family and model where recorded."""
+    return meta["machine"] + (f" ({meta['cpu_family_model']})" if meta.get("cpu_family_model") else "")
+
+
+def run_header(meta: dict, details: str) -> str:
+    """One line: when, on what and how a run was measured; `details` (the run's own) after the rounds."""
+    return (f"Measured {meta['date']} on {machine_label(meta)} ({meta['device']}, {meta['threads']} threads), torch "
+            f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds{' (--quick)' if meta['quick'] else ''}"
+            f"{details}" + (f" ext's float32 kernels: {meta['ext_simd_isa']}." if meta.get("ext_simd_isa") else "")
             + _tf32_note(meta) + _heap_note(meta))
+
+
+def describe_run(results: dict) -> str:
+    """The suite's header: run_header with the machine's GEMM rate."""
+    return run_header(results["meta"], f". Machine GEMM rate (float32 torch.mm): "
+                                       f"{results['gemm_flops_per_second'] / 1e9:.1f} GFLOP/s.")
 
 
 def _time_table(results: dict, key: str, title: str) -> list:
@@ -214,7 +221,7 @@ def write_results_index(directory: str) -> str:
              "| ext / torch | step ext / torch |", "|---|---|--:|---|--:|--:|--:|--:|--:|"]
     for stem, results in runs:
         meta, gm = results["meta"], results["geometric_mean"]
-        machine = meta["machine"] + (f" ({meta['cpu_family_model']})" if meta.get("cpu_family_model") else "")
+        machine = machine_label(meta)
         im2col = f"{gm['im2col_speedup_vs_unfold']:.2f}x" if "im2col_speedup_vs_unfold" in gm else "-"
         step = f"{results['training_step']['ext_over_torch']:.2f}" if "training_step" in results else "-"
         lines.append(f"| [{stem}]({stem}.md) | {machine}, {meta.get('ext_simd_isa') or meta['device']} "

@@ -4,20 +4,15 @@ from statistics import geometric_mean
 from typing import List
 
 from .bench_networks import LAYER_TARGET, NETWORK_TARGET, SCALING_TARGET, TRAINING_TARGET_MIN_BATCH
-from .report import _heap_note, _ms, replace_readme_section, result_stem
+from .report import _ms, machine_label, replace_readme_section, result_stem, run_header
 
 DIRECTIONS = {"forward": "forward", "forward_backward": "fwd+bwd"}
 
 
 def describe_run(results: dict) -> str:
-    """One line: when, on what, how it was measured."""
+    """The networks run's header: run_header with its batches."""
     meta = results["meta"]
-    machine = meta["machine"] + (f" ({meta['cpu_family_model']})" if meta.get("cpu_family_model") else "")
-    return (f"Measured {meta['date']} on {machine} ({meta['device']}, {meta['threads']} threads), torch "
-            f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds{' (--quick)' if meta['quick'] else ''}"
-            f"; batches {', '.join(map(str, meta['batches']))}; float32, no bias."
-            + (f" ext's float32 kernels: {meta['ext_simd_isa']}." if meta.get("ext_simd_isa") else "")
-            + _heap_note(meta))
+    return run_header(meta, f"; batches {', '.join(map(str, meta['batches']))}; float32, no bias.")
 
 
 def _batches(results: dict) -> List[str]:
@@ -83,31 +78,33 @@ def _kernels(kernels) -> str:
     return " / ".join(kernels) if kernels else "-"
 
 
-def _totals_table(results: dict) -> List[str]:
-    formats = results["meta"]["formats"]
-    lines = ["| network | batch | format | fwd ms im2col | fwd ms ext | fwd ms torch | fwd+bwd ms ext "
-             "| fwd+bwd ms torch |", "|---|--:|---|--:|--:|--:|--:|--:|"]
+def _network_batch_format(results: dict):
+    """(name, network, batch, format) for every network, batch and memory format of a run, in report order."""
     for name, net in results["networks"].items():
         for batch in _batches(results):
-            for f in formats:
-                t = net["totals"][f][batch]
-                fwd, fb = t["forward_seconds"], t["forward_backward_seconds"]
-                lines.append(f"| {name} | {batch} | {f} | {_ms(fwd['im2col']) if 'im2col' in fwd else '-'} | "
-                             f"{_ms(fwd['ext'])} | {_ms(fwd['torch'])} | {_ms(fb['ext'])} | {_ms(fb['torch'])} |")
+            for f in results["meta"]["formats"]:
+                yield name, net, batch, f
+
+
+def _totals_table(results: dict) -> List[str]:
+    lines = ["| network | batch | format | fwd ms im2col | fwd ms ext | fwd ms torch | fwd+bwd ms ext "
+             "| fwd+bwd ms torch |", "|---|--:|---|--:|--:|--:|--:|--:|"]
+    for name, net, batch, f in _network_batch_format(results):
+        t = net["totals"][f][batch]
+        fwd, fb = t["forward_seconds"], t["forward_backward_seconds"]
+        lines.append(f"| {name} | {batch} | {f} | {_ms(fwd['im2col']) if 'im2col' in fwd else '-'} | "
+                     f"{_ms(fwd['ext'])} | {_ms(fwd['torch'])} | {_ms(fb['ext'])} | {_ms(fb['torch'])} |")
     return lines
 
 
 def _worst_table(results: dict) -> List[str]:
-    formats = results["meta"]["formats"]
     lines = ["| network | batch | format | layer | count | fwd ext / torch | fwd+bwd ext / torch "
              "| ext kernels (forward / dx / dw) |", "|---|--:|---|---|--:|--:|--:|---|"]
-    for name, net in results["networks"].items():
-        for batch in _batches(results):
-            for f in formats:
-                for row in net["worst_layers"][f][batch]:
-                    lines.append(f"| {name} | {batch} | {f} | {row['layer']} | {row['count']} | "
-                                 f"{row['forward_ext_over_torch']:.2f} | {row['forward_backward_ext_over_torch']:.2f}"
-                                 f" | {_kernels(row['kernels'])} |")
+    for name, net, batch, f in _network_batch_format(results):
+        for row in net["worst_layers"][f][batch]:
+            lines.append(f"| {name} | {batch} | {f} | {row['layer']} | {row['count']} | "
+                         f"{row['forward_ext_over_torch']:.2f} | {row['forward_backward_ext_over_torch']:.2f}"
+                         f" | {_kernels(row['kernels'])} |")
     return lines
 
 
@@ -243,7 +240,7 @@ def index_lines(runs: list) -> List[str]:
         per_batch = {d: ", ".join(f"batch {b}: {mean_ratio(results, 'contiguous', b, d):.2f}"
                                   for b in _batches(results)) for d in DIRECTIONS}
         held = {k: f"{t[k]['checked'] - len(t[k]['missed'])}/{t[k]['checked']}" for k in ("layers", "network_totals")}
-        lines.append(f"| [{stem}]({stem}.md) | {meta['machine']}, {meta.get('ext_simd_isa') or meta['device']} | "
+        lines.append(f"| [{stem}]({stem}.md) | {machine_label(meta)}, {meta.get('ext_simd_isa') or meta['device']} | "
                      f"{meta['threads']} | {per_batch['forward']} | {per_batch['forward_backward']} | "
                      f"{held['layers']} | {held['network_totals']} |")
     return lines

@@ -152,20 +152,26 @@ def test_onnx_translation_table_without_onnxscript_names_the_install(monkeypatch
 
 # torch.export ----------------------------------------------------------------------------------------------------
 
+def assert_saved_program_runs_in_a_fresh_process(program, model, input, tmp_path, before: str, after: str) -> None:
+    """Saves `program`, loads it in a new process (running `before` first and `after` last) and checks that it
+    computes what `model` does on `input`."""
+    torch.export.save(program, tmp_path / "model.pt2")
+    torch.save({"input": input, "expected": model(input).detach()}, tmp_path / "io.pt")
+    run_fresh_process("import torch\n" + textwrap.dedent(before) + textwrap.dedent(f"""
+        program = torch.export.load({str(tmp_path / "model.pt2")!r})
+        io = torch.load({str(tmp_path / "io.pt")!r})
+        torch.testing.assert_close(program.module()(io["input"]), io["expected"])
+    """) + textwrap.dedent(after))
+
+
 def test_exported_program_keeps_the_op_and_loads_in_a_fresh_process(tmp_path):
     model, input = small_model(), torch.randn(2, 3, 12, 10)
     program = torch.export.export(model, (input,))
     assert len(conv_ext_targets(program.graph)) == 3
     torch.testing.assert_close(program.module()(input), model(input))
-    torch.export.save(program, tmp_path / "model.pt2")
-    torch.save({"input": input, "expected": model(input).detach()}, tmp_path / "io.pt")
-    run_fresh_process(f"""
-        import torch
+    assert_saved_program_runs_in_a_fresh_process(program, model, input, tmp_path, """
         import conv_ext  # registers torch.ops.conv_ext, which the saved program calls
-        program = torch.export.load({str(tmp_path / "model.pt2")!r})
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        torch.testing.assert_close(program.module()(io["input"]), io["expected"])
-    """)
+    """, "")
 
 
 def test_decomposed_program_runs_without_conv_ext(tmp_path):
@@ -175,14 +181,8 @@ def test_decomposed_program_runs_without_conv_ext(tmp_path):
     convolutions = [n for n in program.graph.nodes if n.target is torch.ops.aten.convolution.default]
     assert len(convolutions) == 3
     torch.testing.assert_close(program.module()(input), model(input))
-    torch.export.save(program, tmp_path / "model.pt2")
-    torch.save({"input": input, "expected": model(input).detach()}, tmp_path / "io.pt")
-    run_fresh_process(f"""
+    assert_saved_program_runs_in_a_fresh_process(program, model, input, tmp_path, "", """
         import sys
-        import torch
-        program = torch.export.load({str(tmp_path / "model.pt2")!r})
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        torch.testing.assert_close(program.module()(io["input"]), io["expected"])
         assert "conv_ext" not in sys.modules, "the decomposed program imported conv_ext"
     """)
 
