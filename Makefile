@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch on these machines; any torch >= 2.4 works (e.g. make test TORCH_SPEC='torch>=2.4').
+# The torch to build against (a CPU wheel where pip finds one); any torch >= 2.4 works
+# (e.g. make test TORCH_SPEC='torch>=2.4').
 TORCH_SPEC ?= torch==2.13.0
 # onnx, onnxscript (torch.onnx.export) and onnxruntime: the export tests (tests/test_export.py).
 TOOLS := "setuptools>=70" wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib onnx onnxscript onnxruntime

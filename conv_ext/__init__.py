@@ -19,6 +19,7 @@ from .settings import (cuda_built, im2col_gemm, im2col_gemm_enabled, peak_worksp
 
 __all__ = [
     "Conv2d", "Conv2dFunction", "KernelChoice", "conv2d", "convert", "cuda_built", "decompositions", "explain",
-    "im2col_gemm", "im2col_gemm_enabled", "onnx_translation_table", "peak_workspace_bytes", "reference", "reset_peak_workspace_bytes",
+    "im2col_gemm", "im2col_gemm_enabled", "onnx_translation_table", "peak_workspace_bytes", "reference",
+    "reset_peak_workspace_bytes",
     "set_workspace_limit_bytes", "workspace_limit", "workspace_limit_bytes",
 ]

@@ -10,6 +10,7 @@ IntPair = Union[int, Sequence[int]]
 
 
 class ConvArgs(NamedTuple):
+    """The op's arguments after normalize_conv_args: a 4-D input, pairs, explicit symmetric padding."""
     input: torch.Tensor  # 4-D
     weight: torch.Tensor
     bias: Optional[torch.Tensor]

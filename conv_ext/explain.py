@@ -7,8 +7,8 @@ from . import _C
 from .args import IntPair, normalize_conv_args
 from .settings import im2col_gemm_enabled
 
-PASSES = ("forward", "grad_input", "grad_weight")
-TEXTBOOK_RULE = ("the textbook path: im2col, one GEMM per group, bias; col2im for grad_input "
+_PASSES = ("forward", "grad_input", "grad_weight")
+_TEXTBOOK_RULE = ("the textbook path: im2col, one GEMM per group, bias; col2im for grad_input "
                  "(always on CUDA; on the CPU under conv_ext.im2col_gemm())")
 
 
@@ -29,6 +29,6 @@ def explain(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     meta = [None if t is None else t.to("meta") for t in (a.input, a.weight, a.bias)]
     torch.ops.conv_ext.conv2d(*meta, a.stride, a.padding, a.dilation, a.groups)  # the op's checks, on no data
     if a.input.device.type != "cpu" or im2col_gemm_enabled():
-        return {name: KernelChoice("textbook", TEXTBOOK_RULE) for name in PASSES}
+        return {name: KernelChoice("textbook", _TEXTBOOK_RULE) for name in _PASSES}
     choices = _C._cpu_kernels(a.input, a.weight, list(a.stride), list(a.padding), list(a.dilation), a.groups)
-    return {name: KernelChoice(kernel, rule) for name, (kernel, rule) in zip(PASSES, choices)}
+    return {name: KernelChoice(kernel, rule) for name, (kernel, rule) in zip(_PASSES, choices)}

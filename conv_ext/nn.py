@@ -11,7 +11,7 @@ from .reference import FunctionalConv2d
 
 
 class Conv2d(FunctionalConv2d):
-    """torch.nn.Conv2d computed by conv_ext's im2col + GEMM ops. Same constructor, parameter names, shapes and
+    """torch.nn.Conv2d computed by conv_ext's ops. Same constructor, parameter names, shapes and
     initialisation as nn.Conv2d, so state_dicts load both ways. Works with torch.export, torch.jit.trace and
     torch.jit.script, and exports to ONNX (docs/deploying.md)."""
 

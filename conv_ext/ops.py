@@ -17,7 +17,7 @@ from .args import IntPair, normalize_conv_args
 
 def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: torch.Tensor) -> None:
     input, weight, bias, stride, padding, dilation, groups = inputs
-    # Only the input and the weight are saved: the backward recomputes the columns chunk by chunk.
+    # Only the input and the weight are saved: the backward recomputes what it needs from them.
     ctx.save_for_backward(input, weight)
     ctx.conv_args = (stride, padding, dilation, groups)
     ctx.has_bias = bias is not None
@@ -121,7 +121,8 @@ class Conv2dFunction(torch.autograd.Function):
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride: IntPair = 1,
            padding: Union[str, IntPair] = 0, dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
-    """2-D convolution by im2col + GEMM, with the semantics of torch.nn.functional.conv2d.
+    """2-D convolution with the semantics of torch.nn.functional.conv2d, on conv_ext's kernels (conv_ext.explain
+    tells which runs each pass).
 
     input (N, C, H, W) or unbatched (C, H, W); weight (O, C/groups, kH, kW); bias (O,) or None; stride, padding
     and dilation an int or a pair; padding also 'valid' or 'same' (stride 1 only). Differentiable in input,

@@ -8,7 +8,7 @@ unbatched input, empty batches). It is the benchmark's baseline and an oracle in
 
 This file imports torch and nothing else (no conv_ext._C, no other conv_ext module): it can be loaded alone, or
 copied out of the project. For the same reason it has its own copy of the output-size formula and of the argument
-rules, so that a mistake in the extension's (csrc/conv2d.h, csrc/conv2d.cpp, conv_ext/args.py) does not hide in
+rules, so that a mistake in the extension's (csrc/ops/conv2d_args.h and .cpp, conv_ext/args.py) does not hide in
 the oracle too.
 
 - ``conv2d_unfold(..., backward="autograd")``: autograd differentiates unfold + matmul (the seed's way).
@@ -30,7 +30,7 @@ BACKWARDS = ("autograd", "textbook")
 def output_length(length: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """The output length of one spatial dimension: Ho = floor((H + 2p - d(k-1) - 1) / s) + 1.
 
-    The reference's own copy of the formula (the extension's is conv_output_length in csrc/conv2d.h)."""
+    The reference's own copy of the formula (the extension's is conv_output_length in csrc/ops/conv2d_args.h)."""
     return (length + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 

@@ -17,7 +17,8 @@ def _set_for_block(getter: Callable[[], Any], setter: Callable[[Any], None], val
 
 
 def workspace_limit_bytes() -> int:
-    """The bound on the column workspace of one chunk of the batch, in bytes (default 64 MiB)."""
+    """The bound on the column workspace, in bytes (default 64 MiB): of one chunk of the batch on the textbook
+    path, of the tiles in flight on the tiled path (the column-free kernels allocate none)."""
     return _C.workspace_limit_bytes()
 
 
@@ -53,12 +54,13 @@ def im2col_gemm() -> ContextManager[None]:
     """Context manager: for the duration of the block, convolutions on the CPU run the plain im2col + GEMM path,
     the textbook algorithm, instead of the column-free CPU kernels (and the tiled path).
 
-    That path is csrc/conv2d_impl.cpp's orchestration, the one the CUDA op runs: per chunk of the batch, im2col
-    into a column workspace, one GEMM per group through ATen (MKL or OpenBLAS), the bias; for the backward, the
-    GEMMs for dw and the columns of dx, then col2im into dx. Its im2col and col2im are the per-element bodies of
-    csrc/im2col.h that the CUDA kernels run, launched by a host loop. Every dtype and shape the op takes runs on
-    it; it is slower than the default CPU kernels, and is there to read, to compare against and to test the
-    code the GPU runs on a CPU. CUDA tensors are unaffected (they always take this path)."""
+    That path is csrc/textbook/textbook_conv2d.cpp's orchestration, the one the CUDA op runs: per chunk of the
+    batch, im2col into a column workspace, one GEMM per group through ATen (MKL or OpenBLAS), the bias; for the
+    backward, the GEMMs for dw and the columns of dx, then col2im into dx. Its im2col and col2im are the
+    per-element bodies of csrc/textbook/im2col.h that the CUDA kernels run, launched by a host loop. Every dtype
+    and shape the op takes runs on it; it is slower than the default CPU kernels, and is there to read, to
+    compare against and to test the code the GPU runs on a CPU. CUDA tensors are unaffected (they always take
+    this path)."""
     return _set_for_block(_C.host_reference_kernels_enabled, _C.set_host_reference_kernels_enabled, True)
 
 

@@ -1,5 +1,5 @@
-"""The index math of the per-element bodies (csrc/textbook/im2col.h, the code the GPU runs), checked against the formula,
-written out here independently: in 64 bits on problems whose column matrix and input pass 2^31 elements (far too
+"""The index math of the per-element bodies (csrc/textbook/im2col.h, the code the GPU runs), checked against the
+formula, written out here independently: in 64 bits on problems whose column matrix and input pass 2^31 elements (far too
 large to allocate, so the offsets themselves are checked), in 32 bits on problems just under that bound, and the
 bound itself (the launchers use the 32-bit math only where every offset fits)."""
 import itertools

@@ -129,8 +129,8 @@ const Entry kForward[] = {
      CONV_EXT_SIMD_RULE ", >= 16 output channels per group, stride_w > 1"},
     // Where padding and idle lanes would cost the implicit GEMM much (exact_taps_save).
     {CpuKernel::exact_taps, [](const Problem& p) { return channel_lanes(p, p.group_out) && exact_taps_save(p.g); },
-     CONV_EXT_SIMD_RULE ", >= 16 output channels per group, and over 15% of the implicit GEMM's multiply-adds would fall on "
-           "padding and idle lanes"},
+     CONV_EXT_SIMD_RULE ", >= 16 output channels per group, and over 15% of the implicit GEMM's multiply-adds "
+                        "would fall on padding and idle lanes"},
     {CpuKernel::depthwise_simd, depthwise_simd, CONV_EXT_SIMD_RULE ", depthwise (groups = in_channels), stride_w <= 2"},
     {CpuKernel::implicit, [](const Problem& p) { return implicit_takes(p, p.g); },
      CONV_EXT_SIMD_RULE ", stride_w <= 2, output rows that fill >= 3/4 of their vectors"},
@@ -150,8 +150,8 @@ const Entry kGradInput[] = {
        return dx_as_conv2d_on_implicit(p) && channel_lanes(p, p.group_in) &&
               exact_taps_save(transposed_geometry(p.g, p.out_channels));
      },
-     CONV_EXT_SIMD_RULE ", stride 1: dx as the convolution of dy, >= 16 input channels per group, and over 15% of the implicit "
-           "GEMM's multiply-adds would fall on padding and idle lanes"},
+     CONV_EXT_SIMD_RULE ", stride 1: dx as the convolution of dy, >= 16 input channels per group, and over 15% "
+                        "of the implicit GEMM's multiply-adds would fall on padding and idle lanes"},
     {CpuKernel::implicit, dx_as_conv2d_on_implicit,
      CONV_EXT_SIMD_RULE ", stride 1: dx as the convolution of dy, which the implicit GEMM takes"},
     // Stride > 1, dilation 1: by phases on the implicit GEMM, where it takes every phase that a tap reaches (and
@@ -165,7 +165,8 @@ const Entry kGradInput[] = {
        }
        return !phases.empty();
      },
-     CONV_EXT_SIMD_RULE ", stride > 1, dilation 1: dx by phases, each a stride-1 convolution of dy the implicit GEMM takes"},
+     CONV_EXT_SIMD_RULE ", stride > 1, dilation 1: dx by phases, each a stride-1 convolution of dy the implicit "
+                        "GEMM takes"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
     {CpuKernel::tiled, always, kTiled},
 };

@@ -1,6 +1,6 @@
 // Which CPU kernel runs each pass of a convolution (kernel_table.cpp): one ordered list per pass (forward, dx, dw);
-// the first kernel whose rule accepts the problem runs. The CPU ops (conv2d_cpu.cpp) ask it, and tests read its
-// answers back through conv_ext._C._cpu_kernels.
+// the first kernel whose rule accepts the problem runs. The CPU ops (conv2d_cpu.cpp) ask it, and conv_ext.explain()
+// reads its answers (and the rules behind them) through conv_ext._C._cpu_kernels.
 #pragma once
 
 #include <c10/core/ScalarType.h>

@@ -26,7 +26,7 @@ void add_python_bindings(pybind11::module_& m) {
     throw pybind11::value_error("conv_ext: unknown instruction set '" + name + "' (expected avx512, avx2 or none)");
   });
   // The CPU kernels that would run the forward, dx and dw of these arguments (after the checks), each with the
-  // rule that chose it: [(kernel, rule)] * 3. For tests and conv_ext.explain().
+  // rule that chose it: [(kernel, rule)] * 3, for conv_ext.explain().
   m.def("_cpu_kernels", [](const at::Tensor& input, const at::Tensor& weight, const std::vector<int64_t>& stride,
                            const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, int64_t groups) {
     check_conv2d_args(input, weight, std::nullopt, stride, padding, dilation, groups);

@@ -40,7 +40,7 @@ std::vector<int64_t> col2im_column_offsets(const std::vector<int64_t>& fields, i
 }  // namespace conv_ext
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "conv_ext: im2col + GEMM 2-D convolution; the ops live in torch.ops.conv_ext";
+  m.doc() = "conv_ext: a 2-D convolution from scratch; the ops live in torch.ops.conv_ext";
   m.def("workspace_limit_bytes", &conv_ext::workspace_limit_bytes);
   m.def("set_workspace_limit_bytes", &conv_ext::set_workspace_limit_bytes);
   m.def("peak_workspace_bytes", &conv_ext::peak_workspace_bytes);

@@ -6,7 +6,8 @@
 
 namespace conv_ext {
 
-// The bound on the column workspace of one chunk of the batch, in bytes (default 64 MiB). A chunk never holds
+// The bound on the column workspace, in bytes (default 64 MiB): of one chunk of the batch (textbook path) or of the
+// tiles in flight (tiled path). A chunk never holds
 // fewer than one sample, so a single sample whose columns exceed the bound still runs, alone.
 int64_t workspace_limit_bytes();
 void set_workspace_limit_bytes(int64_t bytes);
