@@ -94,9 +94,9 @@ def check_onnx_model(model: nn.Module, program: Any, inputs: list) -> Any:
     conv_layers = sum(isinstance(module, conv_ext.Conv2d) for module in model.modules())
     assert [node.op_type for node in proto.graph.node].count("Conv") == conv_layers
     onnx.checker.check_model(proto, full_check=True)
-    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    ort_session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     for input in inputs:
-        (output,) = session.run(None, {session.get_inputs()[0].name: input.numpy()})
+        (output,) = ort_session.run(None, {ort_session.get_inputs()[0].name: input.numpy()})
         with torch.no_grad():
             torch.testing.assert_close(torch.from_numpy(output), model(input))
     return proto
