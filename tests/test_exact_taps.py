@@ -147,17 +147,18 @@ def test_seed_conv2_geometry_stays_at_float32_rounding(isa, batch):
 SUITE_KERNELS = {
     "seed-conv1": ("implicit", "implicit", "implicit"),
     "seed-conv2": ("exact_taps", "exact_taps", "exact_taps"),
-    "resnet-3x3": ("implicit", "implicit", "exact_taps"),
-    "vgg-like": ("implicit", "implicit", "exact_taps"),
+    "resnet-3x3": ("tiled", "tiled", "exact_taps"),
+    "vgg-like": ("tiled", "tiled", "exact_taps"),
     "strided-5x5": ("padded", "phased", "exact_taps"),
     "dilated": ("implicit", "implicit", "exact_taps"),
     "grouped": ("implicit", "implicit", "exact_taps"),
     "depthwise": ("depthwise_simd", "depthwise_simd", "implicit"),
-    "pointwise": ("implicit", "implicit", "tiled"),
+    "pointwise": ("tiled", "tiled", "tiled"),
 }
 
 
-# On AVX2, groups of 64 output channels or more run the tiled path with ATen's GEMM (csrc/cpu/kernel_table.cpp).
+# Groups of 64 output channels or more run the forward and dx on the tiled path (csrc/cpu/kernel_table.cpp); on AVX2
+# their dw too.
 SUITE_KERNELS_AVX2 = {**SUITE_KERNELS, **{name: ("tiled",) * 3 for name in ("resnet-3x3", "vgg-like", "pointwise")}}
 
 

@@ -4,6 +4,10 @@
 // kernel it guards, with its reason; the kernel families keep only what they need to run.
 #include "cpu/kernel_table.h"
 
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "cpu/grad_input/grad_input_as_conv2d.h"
@@ -26,13 +30,19 @@ struct Problem {
 // ---- The conditions the rules share --------------------------------------------------------------------------
 
 // Our SIMD kernels: float32 only, built for x86-64 (simd_isa() is none elsewhere), all switched off by the cap
-// none. On AVX2 a register block holds a quarter of AVX-512's sums (6 x 16), and where a
-// group has 64 output channels or more the tiled path's im2col + ATen's GEMM (MKL) measured faster in every pass on
-// a Zen 3 (resnet-3x3, vgg-like, pointwise: e.g. vgg-like's forward 17.2 against 21.9 ms); below that (fewer
-// channels, groups, padding) the column-free kernels win.
-bool simd_float32(const Problem& p) {
-  return p.dtype == at::kFloat && simd_kernels_enabled() && !(simd_isa() == SimdIsa::avx2 && p.group_out >= 64);
-}
+// none.
+bool simd_float32(const Problem& p) { return p.dtype == at::kFloat && simd_kernels_enabled(); }
+
+// Whether the tiled path's GEMM on im2col's columns (ATen's: MKL) beats the column-free kernels: where a group has
+// 64 output channels or more. Writing a column element and reading it back costs about what 1/(O/g) of the GEMM's
+// multiply-adds on it cost, so the columns' price falls as O/g grows, while the column-free kernels, which keep no
+// block of the weight in cache, slow down as the weight grows. Measured per pass on the 110 distinct
+// convolutions of ResNet-18/50, VGG-11, MobileNetV2, EfficientNet-B0, ConvNeXt-T and the seed CNN at batch 1 and 8
+// (AVX-512, Intel Xeon, 2 threads): with this rule the forward's summed time is within 0.3% of the fastest kernel's
+// per layer (997 against 995 ms; the previous rules: 2124 ms, 24x on 512->512 3x3 at 7x7, batch 1), dx's within
+// 2% (1226 against 1206 ms; previously 2277). Below 64 (seed-conv1/2, strided-5x5, grouped) the column-free kernels
+// win. The same threshold had measured best on AVX2 (a Zen 3: vgg-like's forward 17.2 against 21.9 ms).
+bool columns_pay(const Problem& p) { return p.group_out >= 64; }
 
 // The kernels with the output channels in the vector lanes (channel_lanes/), for a convolution whose groups have
 // `group_out` output channels: below 16 most of each vector's lanes would be idle.
@@ -85,19 +95,27 @@ bool depthwise_simd(const Problem& p) { return depthwise(p) && simd_float32(p) &
 
 bool unit_stride(const ConvGeometry& g) { return g.stride_h == 1 && g.stride_w == 1; }
 
-// dx for stride 1 is one convolution of dy (transposed_geometry): its kernel must take that geometry too.
+// dx for stride 1 is one convolution of dy (transposed_geometry): its kernel must take that geometry too. The
+// tiled dx is a GEMM of depth O/g and col2im: columns_pay holds for it as for the forward.
 bool dx_as_conv2d_on_implicit(const Problem& p) {
-  return unit_stride(p.g) && implicit_takes(p, p.g) && implicit_takes(p, transposed_geometry(p.g, p.out_channels));
+  return !columns_pay(p) && unit_stride(p.g) && implicit_takes(p, p.g) &&
+         implicit_takes(p, transposed_geometry(p.g, p.out_channels));
 }
 
+// dw on the SIMD kernels. On AVX-512 the exact-taps dw beats the tiled path's GEMM on most layers with >= 64
+// output channels per group too (it reduces over the output positions, where the GEMM's depth would be; e.g.
+// 512->512 3x3 on 14x14 at batch 1: 6.9 against 14.3 ms); on AVX2, where a register block holds a quarter of
+// the sums, the tiled path measured faster there (a Zen 3: vgg-like's dw 17.0 against 23.8 ms).
+bool simd_dw(const Problem& p) { return simd_float32(p) && !(simd_isa() == SimdIsa::avx2 && columns_pay(p)); }
+
 // The implicit dw: the implicit GEMM's dot products along the outputs, for stride_w 1.
-bool implicit_dw(const Problem& p) { return implicit_takes(p, p.g) && p.g.stride_w == 1; }
+bool implicit_dw(const Problem& p) { return simd_dw(p) && implicit_takes(p, p.g) && p.g.stride_w == 1; }
 
 // The exact-taps dw measured faster than the implicit one on every suite shape with 8 input channels per group or
 // more; below that its register blocks are short (seed-conv1, one input channel: one sum in registers, 1.7 ms
 // against the implicit dw's 0.45), and the implicit dw takes it where it can.
 bool exact_taps_dw(const Problem& p) {
-  return channel_lanes(p, p.group_out) && (p.group_in >= 8 || !implicit_dw(p));
+  return simd_dw(p) && channel_lanes(p, p.group_out) && (p.group_in >= 8 || !implicit_dw(p));
 }
 
 bool always(const Problem&) { return true; }
@@ -105,7 +123,7 @@ bool always(const Problem&) { return true; }
 // ---- The tables ------------------------------------------------------------------------------------------------
 
 // The conditions most rules start with, and those of the last two entries of every table, in words.
-#define CONV_EXT_SIMD_RULE "float32 on the SIMD kernels (not AVX2 with >= 64 output channels per group)"
+#define CONV_EXT_SIMD_RULE "float32 on the SIMD kernels"
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
 constexpr const char* kTiled = "any convolution: im2col + GEMM in cache-sized tiles, the floor of every table";
 
@@ -125,15 +143,21 @@ const Entry kForward[] = {
     // medians of 7: a 7x7 stem 1.20 against 1.03 ms, a 64->128 3x3 at 56x56 6.85 against 4.40, its 1x1 2.92
     // against 0.82, a 3-channel 3x3 at 112x112 0.53 against 0.39); only the suite's strided-5x5 went the other
     // way (0.81 against 0.96 ms; AVX2 1.20 against 1.28).
-    {CpuKernel::padded, [](const Problem& p) { return channel_lanes(p, p.group_out) && p.g.stride_w != 1; },
-     CONV_EXT_SIMD_RULE ", >= 16 output channels per group, stride_w > 1"},
+    {CpuKernel::padded,
+     [](const Problem& p) { return !columns_pay(p) && channel_lanes(p, p.group_out) && p.g.stride_w != 1; },
+     CONV_EXT_SIMD_RULE ", 16 to 63 output channels per group, stride_w > 1"},
     // Where padding and idle lanes would cost the implicit GEMM much (exact_taps_save).
-    {CpuKernel::exact_taps, [](const Problem& p) { return channel_lanes(p, p.group_out) && exact_taps_save(p.g); },
-     CONV_EXT_SIMD_RULE ", >= 16 output channels per group, and over 15% of the implicit GEMM's multiply-adds "
+    {CpuKernel::exact_taps,
+     [](const Problem& p) { return !columns_pay(p) && channel_lanes(p, p.group_out) && exact_taps_save(p.g); },
+     CONV_EXT_SIMD_RULE ", 16 to 63 output channels per group, and over 15% of the implicit GEMM's multiply-adds "
                         "would fall on padding and idle lanes"},
     {CpuKernel::depthwise_simd, depthwise_simd, CONV_EXT_SIMD_RULE ", depthwise (groups = in_channels), stride_w <= 2"},
-    {CpuKernel::implicit, [](const Problem& p) { return implicit_takes(p, p.g); },
-     CONV_EXT_SIMD_RULE ", stride_w <= 2, output rows that fill >= 3/4 of their vectors"},
+    // A pointwise forward (1x1, stride 1, no padding) has no columns to save: the tiled path's GEMM reads the input
+    // in place, faster than the implicit GEMM on every such layer of the networks (e.g. MobileNetV2's 144->24 at
+    // 56x56: 1.18x).
+    {CpuKernel::implicit, [](const Problem& p) { return !columns_pay(p) && !is_pointwise(p.g) && implicit_takes(p, p.g); },
+     CONV_EXT_SIMD_RULE ", < 64 output channels per group, not pointwise, stride_w <= 2, output rows that fill "
+                        ">= 3/4 of their vectors"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
     {CpuKernel::tiled, always, kTiled},
 };
@@ -150,23 +174,25 @@ const Entry kGradInput[] = {
        return dx_as_conv2d_on_implicit(p) && channel_lanes(p, p.group_in) &&
               exact_taps_save(transposed_geometry(p.g, p.out_channels));
      },
-     CONV_EXT_SIMD_RULE ", stride 1: dx as the convolution of dy, >= 16 input channels per group, and over 15% "
-                        "of the implicit GEMM's multiply-adds would fall on padding and idle lanes"},
+     CONV_EXT_SIMD_RULE ", < 64 output channels per group, stride 1: dx as the convolution of dy, >= 16 input "
+                        "channels per group, and over 15% of the implicit GEMM's multiply-adds would fall on padding "
+                        "and idle lanes"},
     {CpuKernel::implicit, dx_as_conv2d_on_implicit,
-     CONV_EXT_SIMD_RULE ", stride 1: dx as the convolution of dy, which the implicit GEMM takes"},
+     CONV_EXT_SIMD_RULE ", < 64 output channels per group, stride 1: dx as the convolution of dy, which the implicit "
+                        "GEMM takes"},
     // Stride > 1, dilation 1: by phases on the implicit GEMM, where it takes every phase that a tap reaches (and
     // one at least: where none is, dx is zeros, which the tiled path writes).
     {CpuKernel::phased,
      [](const Problem& p) {
-       if (unit_stride(p.g) || p.g.dilation_h != 1 || p.g.dilation_w != 1) return false;
+       if (columns_pay(p) || unit_stride(p.g) || p.g.dilation_h != 1 || p.g.dilation_w != 1) return false;
        const std::vector<ConvGeometry> phases = grad_input_phase_geometries(p.g, p.out_channels);
        for (const ConvGeometry& phase : phases) {
          if (!implicit_takes(p, phase)) return false;
        }
        return !phases.empty();
      },
-     CONV_EXT_SIMD_RULE ", stride > 1, dilation 1: dx by phases, each a stride-1 convolution of dy the implicit "
-                        "GEMM takes"},
+     CONV_EXT_SIMD_RULE ", < 64 output channels per group, stride > 1, dilation 1: dx by phases, each a "
+                        "stride-1 convolution of dy the implicit GEMM takes"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
     {CpuKernel::tiled, always, kTiled},
 };
@@ -186,20 +212,69 @@ const Entry kGradWeight[] = {
 
 #undef CONV_EXT_SIMD_RULE
 
+constexpr const char* kPreferred = "preferred by conv_ext._C._prefer_cpu_kernel (a test and benchmark switch)";
+
+std::atomic<int> g_preferred[3] = {-1, -1, -1};
+
 template <size_t N>
-KernelChoice first_accepting(const Entry (&table)[N], const Problem& p) {
+KernelChoice first_accepting(const Entry (&table)[N], const Problem& p, int pass) {
+  const int preferred = g_preferred[pass].load();
+  if (preferred >= 0) {
+    for (const Entry& entry : table) {
+      if (static_cast<int>(entry.kernel) == preferred && entry.accepts(p)) return {entry.kernel, kPreferred};
+    }
+  }
   for (const Entry& entry : table) {
     if (entry.accepts(p)) return {entry.kernel, entry.rule};
   }
   return {CpuKernel::tiled, kTiled};  // unreachable: each table ends with the tiled path
 }
 
+template <size_t N>
+std::vector<CpuKernel> all_accepting(const Entry (&table)[N], const Problem& p) {
+  std::vector<CpuKernel> kernels;
+  for (const Entry& entry : table) {
+    if (entry.accepts(p) && std::find(kernels.begin(), kernels.end(), entry.kernel) == kernels.end()) {
+      kernels.push_back(entry.kernel);
+    }
+  }
+  return kernels;
+}
+
+Problem make_problem(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels) {
+  return {dtype, g, groups, out_channels, g.channels / groups, out_channels / groups};
+}
+
 }  // namespace
+
+std::array<std::vector<CpuKernel>, 3> cpu_kernel_candidates(at::ScalarType dtype, const ConvGeometry& g,
+                                                            int64_t groups, int64_t out_channels) {
+  const Problem p = make_problem(dtype, g, groups, out_channels);
+  return {all_accepting(kForward, p), all_accepting(kGradInput, p), all_accepting(kGradWeight, p)};
+}
+
+void prefer_cpu_kernel(int pass, std::optional<CpuKernel> kernel) {
+  TORCH_CHECK_INDEX(pass >= 0 && pass < 3, "conv_ext: pass must be 0 (forward), 1 (dx) or 2 (dw), got ", pass);
+  g_preferred[pass].store(kernel ? static_cast<int>(*kernel) : -1);
+}
+
+std::optional<CpuKernel> preferred_cpu_kernel(int pass) {
+  const int preferred = g_preferred[pass].load();
+  return preferred < 0 ? std::nullopt : std::optional(static_cast<CpuKernel>(preferred));
+}
+
+std::optional<CpuKernel> cpu_kernel_named(const std::string& name) {
+  for (CpuKernel kernel : {CpuKernel::padded, CpuKernel::exact_taps, CpuKernel::implicit, CpuKernel::phased,
+                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::tiled}) {
+    if (name == kernel_name(kernel)) return kernel;
+  }
+  return std::nullopt;
+}
 
 CpuKernelChoices explain_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups,
                                      int64_t out_channels) {
-  const Problem p{dtype, g, groups, out_channels, g.channels / groups, out_channels / groups};
-  return {first_accepting(kForward, p), first_accepting(kGradInput, p), first_accepting(kGradWeight, p)};
+  const Problem p = make_problem(dtype, g, groups, out_channels);
+  return {first_accepting(kForward, p, 0), first_accepting(kGradInput, p, 1), first_accepting(kGradWeight, p, 2)};
 }
 
 CpuKernels choose_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels) {

@@ -5,7 +5,11 @@
 
 #include <c10/core/ScalarType.h>
 
+#include <array>
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "textbook/im2col.h"
 
@@ -32,5 +36,15 @@ struct CpuKernelChoices {
 CpuKernelChoices explain_cpu_kernels(at::ScalarType dtype, const ConvGeometry& geometry, int64_t groups,
                                      int64_t out_channels);
 const char* kernel_name(CpuKernel kernel);
+
+// Every kernel whose entry accepts the problem, per pass ({forward, dx, dw}), in the table's order: the choice
+// first, the tiled path last (for conv_ext's tests and benchmarks, through _C._cpu_kernel_candidates).
+std::array<std::vector<CpuKernel>, 3> cpu_kernel_candidates(at::ScalarType dtype, const ConvGeometry& geometry,
+                                                            int64_t groups, int64_t out_channels);
+// A kernel to run a pass (0 forward, 1 dx, 2 dw) instead of the table's choice, wherever it is a candidate;
+// nullopt: the table's choice (the default). Process-wide; for tests and benchmarks (_C._prefer_cpu_kernel).
+void prefer_cpu_kernel(int pass, std::optional<CpuKernel> kernel);
+std::optional<CpuKernel> preferred_cpu_kernel(int pass);
+std::optional<CpuKernel> cpu_kernel_named(const std::string& name);
 
 }  // namespace conv_ext::cpu

@@ -38,6 +38,32 @@ void add_python_bindings(pybind11::module_& m) {
     }
     return named;
   });
+  // Every kernel that may run each pass of these arguments, in the table's order: [[name]] * 3.
+  m.def("_cpu_kernel_candidates", [](const at::Tensor& input, const at::Tensor& weight,
+                                     const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                                     const std::vector<int64_t>& dilation, int64_t groups) {
+    check_conv2d_args(input, weight, std::nullopt, stride, padding, dilation, groups);
+    const auto candidates = cpu_kernel_candidates(
+        input.scalar_type(), make_geometry(input, weight, stride, padding, dilation), groups, weight.size(0));
+    std::vector<std::vector<std::string>> named;
+    for (const auto& pass : candidates) {
+      named.emplace_back();
+      for (CpuKernel kernel : pass) named.back().emplace_back(kernel_name(kernel));
+    }
+    return named;
+  });
+  // The kernel to run a pass (0 forward, 1 dx, 2 dw) wherever it is a candidate; "" for the table's choice.
+  m.def("_prefer_cpu_kernel", [](int pass, const std::string& name) {
+    if (name.empty()) return prefer_cpu_kernel(pass, std::nullopt);
+    const std::optional<CpuKernel> kernel = cpu_kernel_named(name);
+    if (!kernel) throw pybind11::value_error("conv_ext: unknown CPU kernel '" + name + "'");
+    prefer_cpu_kernel(pass, kernel);
+  });
+  m.def("_preferred_cpu_kernel", [](int pass) {
+    TORCH_CHECK_INDEX(pass >= 0 && pass < 3, "conv_ext: pass must be 0 (forward), 1 (dx) or 2 (dw), got ", pass);
+    const std::optional<CpuKernel> kernel = preferred_cpu_kernel(pass);
+    return std::string(kernel ? kernel_name(*kernel) : "");
+  });
 }
 
 }  // namespace conv_ext::cpu

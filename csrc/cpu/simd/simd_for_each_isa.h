@@ -6,8 +6,7 @@
 // x86-64 with GCC or Clang, the header includes the body in namespace conv_ext::cpu::avx512 and again in
 // conv_ext::cpu::avx2, each time after the shared micro-kernel and transposes, with that namespace's vector layer
 // (simd_avx512.h, simd_avx2.h) and CONV_EXT_SIMD / CONV_EXT_SIMD_INLINE set to its target attributes. Every
-// function of a body carries them, so no AVX code leaks into functions that run on any CPU. With
-// CONV_EXT_SIMD_AVX512_ONLY defined, only the AVX-512 build (the dense GEMM: on AVX2 ATen's measured faster).
+// function of a body carries them, so no AVX code leaks into functions that run on any CPU.
 //
 // CONV_EXT_SIMD_KERNEL(name) is the build of kernel `name` (a function of the body) that runs: the one of
 // simd_isa(); where no body is built (another CPU or compiler), a callable that throws, which the kernel table
@@ -35,7 +34,6 @@ namespace conv_ext::cpu::avx512 {
 #undef CONV_EXT_SIMD
 #undef CONV_EXT_SIMD_INLINE
 
-#ifndef CONV_EXT_SIMD_AVX512_ONLY
 #define CONV_EXT_SIMD CONV_EXT_AVX2
 #define CONV_EXT_SIMD_INLINE CONV_EXT_AVX2_INLINE
 namespace conv_ext::cpu::avx2 {
@@ -46,10 +44,6 @@ namespace conv_ext::cpu::avx2 {
 #undef CONV_EXT_SIMD
 #undef CONV_EXT_SIMD_INLINE
 #define CONV_EXT_SIMD_KERNEL(name) ::conv_ext::cpu::for_simd_isa(avx512::name, avx2::name)
-#else
-// The AVX-512 build only: its callers run it only where simd_isa() is AVX-512.
-#define CONV_EXT_SIMD_KERNEL(name) avx512::name
-#endif
 
 #undef CONV_EXT_UNROLL
 
@@ -73,4 +67,3 @@ struct SimdKernelNotBuilt {
 #endif
 
 #undef CONV_EXT_SIMD_BODY
-#undef CONV_EXT_SIMD_AVX512_ONLY

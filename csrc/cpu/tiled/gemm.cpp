@@ -1,4 +1,4 @@
-// The GEMM of the CPU tiles: our kernel for float32 where the CPU has AVX-512, ATen's GEMM otherwise.
+// The GEMM of the CPU tiles: ATen's, on views of the operands.
 #include "cpu/tiled/gemm.h"
 
 #include <ATen/ATen.h>
@@ -18,10 +18,12 @@ at::Tensor matrix_view(StridedMatrix<const T> matrix, int64_t rows, int64_t cols
                        at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
 }
 
-// ATen's GEMM on views of the operands (MKL or OpenBLAS: every dtype, every CPU).
+}  // namespace
+
 template <typename scalar_t, typename out_t>
-void gemm_aten(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
-               out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
+void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
+          out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
+  if (m == 0 || n == 0) return;
   const at::Tensor a_view = matrix_view(a, m, k), b_view = matrix_view(b, k, n);
   at::Tensor c_view = matrix_view(StridedMatrix<const out_t>{c, ldc, 1}, m, n);
   if (accumulate) {
@@ -39,20 +41,6 @@ void gemm_aten(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a,
   } else {
     TORCH_INTERNAL_ASSERT(false, "gemm: a wider output type is only for accumulating");
   }
-}
-
-}  // namespace
-
-template <typename scalar_t, typename out_t>
-void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
-          out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
-  if (m == 0 || n == 0) return;
-  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<out_t, float>) {
-    if (simd_isa() == SimdIsa::avx512) {
-      return gemm_simd(m, n, k, a, b, c, ldc, accumulate, row_bias);
-    }
-  }
-  gemm_aten(m, n, k, a, b, c, ldc, accumulate, row_bias);
 }
 
 #define CONV_EXT_INSTANTIATE_GEMM(scalar_t, out_t)                                                     \
