@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "cpu/channel_lanes/channel_lanes.h"
+#include "cpu/channels_last/nhwc_conv2d.h"
 #include "cpu/depthwise/depthwise_conv2d.h"
 #include "cpu/grad_input/grad_input_as_conv2d.h"
 #include "cpu/implicit/implicit_conv2d.h"
@@ -59,7 +60,8 @@ at::Tensor conv2d_cpu_contiguous(const at::Tensor& input_arg, const at::Tensor& 
   const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
   const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
   const int64_t out_channels = weight.size(0);
-  const CpuKernel kernel = choose_cpu_kernels(input.scalar_type(), g, groups, out_channels).forward;
+  const CpuKernel kernel =
+      choose_cpu_kernels(input.scalar_type(), g, groups, out_channels, at::MemoryFormat::Contiguous).forward;
   if (const Conv2dKernel conv2d = column_free_conv2d(kernel)) {
     at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w}, input.options());
     conv2d(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
@@ -92,7 +94,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
   auto unused = [&] { return unrequested_output(input); };
   const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
   const int64_t out_channels = weight.size(0);
-  const CpuKernels kernels = choose_cpu_kernels(input.scalar_type(), g, groups, out_channels);
+  const CpuKernels kernels =
+      choose_cpu_kernels(input.scalar_type(), g, groups, out_channels, at::MemoryFormat::Contiguous);
   at::Tensor grad_input = unused(), grad_weight = unused();
 
   // The tiled path and the depthwise loops run dx and dw in one walk where both passes fall to them.
@@ -130,18 +133,65 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
   return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
 }
 
+// The kernels of a channels_last convolution, where a pass may run on its memory as it is (tiled_nhwc); nullopt
+// where every pass takes the contiguous path (the textbook path, no input channels, or another layout).
+std::optional<CpuKernels> channels_last_kernels(const at::Tensor& input, const at::Tensor& weight,
+                                                const ConvGeometry& g, int64_t groups, at::MemoryFormat format) {
+  if (format != at::MemoryFormat::ChannelsLast || host_reference_kernels_enabled() || lacks_input_channels(input)) {
+    return std::nullopt;
+  }
+  return choose_cpu_kernels(input.scalar_type(), g, groups, weight.size(0), format);
+}
+
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  return in_memory_format(conv2d_cpu_contiguous(input, weight, bias, stride, padding, dilation, groups),
-                          conv2d_memory_format(input, weight));
+  const at::MemoryFormat format = conv2d_memory_format(input, weight);
+  if (format == at::MemoryFormat::ChannelsLast && !host_reference_kernels_enabled()) {
+    check_conv2d_args(input, weight, bias, stride, padding, dilation, groups);
+    const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
+    const std::optional<CpuKernels> kernels = channels_last_kernels(input, weight, g, groups, format);
+    if (kernels && kernels->forward == CpuKernel::tiled_nhwc) {
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in conv2d_cpu_contiguous
+      return in_memory_format(
+          nhwc_conv2d(input, weight, bias ? std::optional(bias->contiguous()) : std::nullopt, g), format);
+    }
+  }
+  return in_memory_format(conv2d_cpu_contiguous(input, weight, bias, stride, padding, dilation, groups), format);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
-  return in_memory_format(conv2d_backward_cpu_contiguous(grad_output, input, weight, stride, padding, dilation,
-                                                         groups, output_mask),
-                          output_mask, conv2d_memory_format(input, weight));
+  const at::MemoryFormat format = conv2d_memory_format(input, weight);
+  // The passes tiled_nhwc runs on the channels_last memory; the rest take the contiguous path.
+  at::Tensor nhwc_dx, nhwc_dw;
+  std::array<bool, 3> rest = output_mask;
+  if (format == at::MemoryFormat::ChannelsLast && !host_reference_kernels_enabled()) {
+    check_conv2d_backward_args(grad_output, input, weight, stride, padding, dilation, groups);
+    const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
+    if (const std::optional<CpuKernels> kernels = channels_last_kernels(input, weight, g, groups, format)) {
+      const bool dx = output_mask[0] && kernels->grad_input == CpuKernel::tiled_nhwc;
+      const bool dw = output_mask[1] && kernels->grad_weight == CpuKernel::tiled_nhwc;
+      if (dx || dw) {
+        const at::AutoDispatchBelowADInplaceOrView below_autograd;
+        std::tie(nhwc_dx, nhwc_dw) = nhwc_conv2d_backward(grad_output, input, weight, g, dx, dw);
+        rest[0] = rest[0] && !dx;
+        rest[1] = rest[1] && !dw;
+      }
+    }
+  }
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> grads;
+  if (rest[0] || rest[1] || !(nhwc_dx.defined() || nhwc_dw.defined())) {
+    grads = in_memory_format(conv2d_backward_cpu_contiguous(grad_output, input, weight, stride, padding, dilation,
+                                                            groups, rest),
+                             rest, format);
+  } else {  // no copy of the operands to contiguous memory for the bias gradient alone
+    grads = {unrequested_output(input), unrequested_output(input),
+             rest[2] ? bias_gradient(grad_output) : unrequested_output(input)};
+  }
+  if (nhwc_dx.defined() && output_mask[0] && !rest[0]) std::get<0>(grads) = in_memory_format(nhwc_dx, format);
+  if (nhwc_dw.defined() && output_mask[1] && !rest[1]) std::get<1>(grads) = in_memory_format(nhwc_dw, format);
+  return grads;
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ struct Problem {
   at::ScalarType dtype;
   ConvGeometry g;
   int64_t groups, out_channels;
+  at::MemoryFormat format;
   int64_t group_in, group_out;  // C/g, O/g
 };
 
@@ -118,6 +119,15 @@ bool exact_taps_dw(const Problem& p) {
   return simd_dw(p) && channel_lanes(p, p.group_out) && (p.group_in >= 8 || !implicit_dw(p));
 }
 
+// The tiled path on channels_last memory, where the op's tensors are channels_last: its im2col copies runs of C
+// channels and its GEMMs write the output's (N*Ho*Wo, O) rows in place, where the tiled path would take the
+// input and the output through a layout change (a copy each). Groups 1 (a group's channels would be a strided
+// slice of every row) and the dtypes of ATen's float GEMMs without a wider sum (float32, float64).
+bool tiled_nhwc(const Problem& p) {
+  return p.format == at::MemoryFormat::ChannelsLast && p.groups == 1 &&
+         (p.dtype == at::kFloat || p.dtype == at::kDouble);
+}
+
 bool always(const Problem&) { return true; }
 
 // ---- The tables ------------------------------------------------------------------------------------------------
@@ -125,6 +135,8 @@ bool always(const Problem&) { return true; }
 // The conditions most rules start with, and those of the last two entries of every table, in words.
 #define CONV_EXT_SIMD_RULE "float32 on the SIMD kernels"
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
+constexpr const char* kTiledNhwc = "channels_last tensors, groups 1, float32 or float64: the tiled path on the NHWC "
+                                   "memory as it is (no layout round trip)";
 constexpr const char* kTiled = "any convolution: im2col + GEMM in cache-sized tiles, the floor of every table";
 
 // A kernel, the rule that lets it run a problem, and that rule in words (what conv_ext.explain() tells a user; the
@@ -159,6 +171,7 @@ const Entry kForward[] = {
      CONV_EXT_SIMD_RULE ", < 64 output channels per group, not pointwise, stride_w <= 2, output rows that fill "
                         ">= 3/4 of their vectors"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
+    {CpuKernel::tiled_nhwc, tiled_nhwc, kTiledNhwc},
     {CpuKernel::tiled, always, kTiled},
 };
 
@@ -194,6 +207,7 @@ const Entry kGradInput[] = {
      CONV_EXT_SIMD_RULE ", < 64 output channels per group, stride > 1, dilation 1: dx by phases, each a "
                         "stride-1 convolution of dy the implicit GEMM takes"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
+    {CpuKernel::tiled_nhwc, tiled_nhwc, kTiledNhwc},
     {CpuKernel::tiled, always, kTiled},
 };
 
@@ -207,6 +221,7 @@ const Entry kGradWeight[] = {
      CONV_EXT_SIMD_RULE ", >= 16 output channels per group, and >= 8 input channels per group or no implicit dw"},
     {CpuKernel::implicit, implicit_dw, CONV_EXT_SIMD_RULE ", stride_w 1, the implicit GEMM takes the problem"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
+    {CpuKernel::tiled_nhwc, tiled_nhwc, kTiledNhwc},
     {CpuKernel::tiled, always, kTiled},
 };
 
@@ -241,15 +256,17 @@ std::vector<CpuKernel> all_accepting(const Entry (&table)[N], const Problem& p) 
   return kernels;
 }
 
-Problem make_problem(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels) {
-  return {dtype, g, groups, out_channels, g.channels / groups, out_channels / groups};
+Problem make_problem(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels,
+                     at::MemoryFormat format) {
+  return {dtype, g, groups, out_channels, format, g.channels / groups, out_channels / groups};
 }
 
 }  // namespace
 
 std::array<std::vector<CpuKernel>, 3> cpu_kernel_candidates(at::ScalarType dtype, const ConvGeometry& g,
-                                                            int64_t groups, int64_t out_channels) {
-  const Problem p = make_problem(dtype, g, groups, out_channels);
+                                                            int64_t groups, int64_t out_channels,
+                                                            at::MemoryFormat format) {
+  const Problem p = make_problem(dtype, g, groups, out_channels, format);
   return {all_accepting(kForward, p), all_accepting(kGradInput, p), all_accepting(kGradWeight, p)};
 }
 
@@ -265,20 +282,22 @@ std::optional<CpuKernel> preferred_cpu_kernel(int pass) {
 
 std::optional<CpuKernel> cpu_kernel_named(const std::string& name) {
   for (CpuKernel kernel : {CpuKernel::padded, CpuKernel::exact_taps, CpuKernel::implicit, CpuKernel::phased,
-                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::tiled}) {
+                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::tiled_nhwc,
+                           CpuKernel::tiled}) {
     if (name == kernel_name(kernel)) return kernel;
   }
   return std::nullopt;
 }
 
 CpuKernelChoices explain_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups,
-                                     int64_t out_channels) {
-  const Problem p = make_problem(dtype, g, groups, out_channels);
+                                     int64_t out_channels, at::MemoryFormat format) {
+  const Problem p = make_problem(dtype, g, groups, out_channels, format);
   return {first_accepting(kForward, p, 0), first_accepting(kGradInput, p, 1), first_accepting(kGradWeight, p, 2)};
 }
 
-CpuKernels choose_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels) {
-  const CpuKernelChoices choices = explain_cpu_kernels(dtype, g, groups, out_channels);
+CpuKernels choose_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g, int64_t groups, int64_t out_channels,
+                              at::MemoryFormat format) {
+  const CpuKernelChoices choices = explain_cpu_kernels(dtype, g, groups, out_channels, format);
   return {choices.forward.kernel, choices.grad_input.kernel, choices.grad_weight.kernel};
 }
 
@@ -290,6 +309,7 @@ const char* kernel_name(CpuKernel kernel) {
     case CpuKernel::phased: return "phased";
     case CpuKernel::depthwise: return "depthwise";
     case CpuKernel::depthwise_simd: return "depthwise_simd";
+    case CpuKernel::tiled_nhwc: return "tiled_nhwc";
     case CpuKernel::tiled: return "tiled";
   }
   return "?";

@@ -31,7 +31,8 @@ void add_python_bindings(pybind11::module_& m) {
                            const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, int64_t groups) {
     check_conv2d_args(input, weight, std::nullopt, stride, padding, dilation, groups);
     const CpuKernelChoices choices = explain_cpu_kernels(
-        input.scalar_type(), make_geometry(input, weight, stride, padding, dilation), groups, weight.size(0));
+        input.scalar_type(), make_geometry(input, weight, stride, padding, dilation), groups, weight.size(0),
+        conv2d_memory_format(input, weight));
     std::vector<std::pair<std::string, std::string>> named;
     for (const KernelChoice& choice : {choices.forward, choices.grad_input, choices.grad_weight}) {
       named.emplace_back(kernel_name(choice.kernel), choice.rule);
@@ -44,7 +45,8 @@ void add_python_bindings(pybind11::module_& m) {
                                      const std::vector<int64_t>& dilation, int64_t groups) {
     check_conv2d_args(input, weight, std::nullopt, stride, padding, dilation, groups);
     const auto candidates = cpu_kernel_candidates(
-        input.scalar_type(), make_geometry(input, weight, stride, padding, dilation), groups, weight.size(0));
+        input.scalar_type(), make_geometry(input, weight, stride, padding, dilation), groups, weight.size(0),
+        conv2d_memory_format(input, weight));
     std::vector<std::vector<std::string>> named;
     for (const auto& pass : candidates) {
       named.emplace_back();

@@ -1,0 +1,203 @@
+// The tiled path on channels_last tensors (nhwc_conv2d.h). The output positions L = N*Ho*Wo are cut into blocks
+// ("tiles") of rows; a tile's columns are written by im2col in parallel over its positions, then one GEMM per tile
+// (ATen's, multi-threaded) reads them. The backward walks the same tiles: dw sums columns^T-weighted dy over them,
+// dx is the GEMM dy . weight into the tile's column gradient, then col2im adds it onto dx in parallel over blocks
+// of channels (each element one writer, a fixed order: deterministic).
+#include "cpu/channels_last/nhwc_conv2d.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+#include "cpu/valid_range.h"
+#include "ops/conv2d_args.h"
+#include "ops/settings.h"
+
+namespace conv_ext::cpu {
+
+namespace {
+
+// As the NCHW tiled path (tiled_conv2d.cpp): a tile's columns aim at a core's L2, with at least this many
+// positions, as ATen's GEMM packs the weight on every call.
+constexpr int64_t kTileTargetBytes = int64_t{512} << 10;
+constexpr int64_t kMinTilePositions = 512;
+
+struct NhwcProblem {
+  ConvGeometry g;
+  int64_t positions;  // L = N*Ho*Wo
+  int64_t depth;      // K = kh*kw*C
+  bool pointwise;     // 1x1, stride 1, no padding: the input rows are the columns
+  int64_t tile;       // positions per tile
+};
+
+NhwcProblem make_problem(const ConvGeometry& g, int64_t element_size, int64_t buffers) {
+  NhwcProblem p{g, g.batch * g.out_h * g.out_w, g.kernel_h * g.kernel_w * g.channels, false, 0};
+  p.pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
+                g.pad_w == 0;
+  const int64_t row_bytes = std::max<int64_t>(p.depth * element_size * std::max<int64_t>(buffers, 1), 1);
+  const int64_t by_bytes = std::max(kTileTargetBytes / row_bytes, kMinTilePositions);
+  // Within the workspace bound, one position at least.
+  p.tile = std::clamp<int64_t>(std::min(by_bytes, workspace_limit_bytes() / row_bytes), 1,
+                               std::max<int64_t>(p.positions, 1));
+  return p;
+}
+
+// Position q = (n*Ho + oh)*Wo + ow.
+struct Position {
+  int64_t n, oh, ow;
+};
+Position position(int64_t q, const ConvGeometry& g) {
+  return {q / (g.out_h * g.out_w), (q / g.out_w) % g.out_h, q % g.out_w};
+}
+
+// Columns of positions [q0, q0 + count): row r holds, tap by tap (i, j), the C channels of the input pixel that
+// tap reads for position q0 + r, or zeros where it falls in the padding.
+template <typename scalar_t>
+void im2col_nhwc(const scalar_t* input, scalar_t* columns, int64_t q0, int64_t count, const ConvGeometry& g) {
+  const int64_t C = g.channels, depth = g.kernel_h * g.kernel_w * C;
+  at::parallel_for(0, count, std::max<int64_t>(1, 16384 / depth), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const Position at = position(q0 + r, g);
+      scalar_t* out = columns + r * depth;
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        const int64_t h = at.oh * g.stride_h - g.pad_h + i * g.dilation_h;
+        for (int64_t j = 0; j < g.kernel_w; ++j, out += C) {
+          const int64_t w = at.ow * g.stride_w - g.pad_w + j * g.dilation_w;
+          if (in_range(h, g.height) && in_range(w, g.width)) {
+            const scalar_t* pixel = input + ((at.n * g.height + h) * g.width + w) * C;
+            std::copy(pixel, pixel + C, out);
+          } else {
+            std::fill(out, out + C, scalar_t(0));
+          }
+        }
+      }
+    }
+  });
+}
+
+// Adds the column gradient of positions [q0, q0 + count) onto dx (N, H, W, C): the inverse of im2col_nhwc. In
+// parallel over blocks of channels, so that every element of dx has one writer, who adds in position order.
+template <typename scalar_t>
+void col2im_nhwc_add(const scalar_t* columns, scalar_t* grad_input, int64_t q0, int64_t count,
+                     const ConvGeometry& g) {
+  const int64_t C = g.channels, depth = g.kernel_h * g.kernel_w * C;
+  constexpr int64_t kBlock = 64;
+  at::parallel_for(0, (C + kBlock - 1) / kBlock, 1, [&](int64_t begin, int64_t end) {
+    const int64_t c0 = begin * kBlock, c1 = std::min(C, end * kBlock);
+    for (int64_t r = 0; r < count; ++r) {
+      const Position at = position(q0 + r, g);
+      const scalar_t* in = columns + r * depth;
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        const int64_t h = at.oh * g.stride_h - g.pad_h + i * g.dilation_h;
+        for (int64_t j = 0; j < g.kernel_w; ++j, in += C) {
+          const int64_t w = at.ow * g.stride_w - g.pad_w + j * g.dilation_w;
+          if (!in_range(h, g.height) || !in_range(w, g.width)) continue;
+          scalar_t* pixel = grad_input + ((at.n * g.height + h) * g.width + w) * C;
+          for (int64_t c = c0; c < c1; ++c) pixel[c] += in[c];
+        }
+      }
+    }
+  });
+}
+
+// The rows of a channels_last tensor (N, C, H, W) as the matrix (N*H*W, C) over its memory.
+at::Tensor rows_of(const at::Tensor& channels_last) {
+  return channels_last.permute({0, 2, 3, 1}).reshape({-1, channels_last.size(1)});
+}
+
+// The weight as (O, kh*kw*C), taps in the order of the columns.
+at::Tensor weight_rows(const at::Tensor& weight) {
+  return weight.permute({0, 2, 3, 1}).contiguous().view({weight.size(0), -1});
+}
+
+// Runs body(q0, count, columns) over the tiles; columns is the tile's (count, K) block of `buffer` (null when
+// pointwise: the caller reads the input rows).
+template <typename Body>
+void for_each_tile(const NhwcProblem& p, const Body& body) {
+  for (int64_t q0 = 0; q0 < p.positions; q0 += p.tile) body(q0, std::min(p.tile, p.positions - q0));
+}
+
+at::Tensor new_channels_last(at::IntArrayRef sizes, const at::Tensor& like) {
+  return at::empty(sizes, like.options().memory_format(at::MemoryFormat::ChannelsLast));
+}
+
+}  // namespace
+
+at::Tensor nhwc_conv2d(const at::Tensor& input_arg, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                       const ConvGeometry& g) {
+  const at::Tensor input = input_arg.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t O = weight.size(0);
+  at::Tensor output = new_channels_last({g.batch, O, g.out_h, g.out_w}, input);
+  if (output.numel() == 0) return output;
+  const NhwcProblem p = make_problem(g, input.element_size(), 1);
+  const at::Tensor w_t = weight_rows(weight).t();  // (K, O)
+  const at::Tensor out_rows = rows_of(output), in_rows = rows_of(input);
+  const at::Tensor columns = p.pointwise ? at::Tensor() : at::empty({p.tile, p.depth}, input.options());
+  if (columns.defined()) record_workspace_bytes(columns.numel() * columns.element_size());
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "nhwc_conv2d", [&] {
+    for_each_tile(p, [&](int64_t q0, int64_t count) {
+      at::Tensor tile_columns = p.pointwise ? in_rows.narrow(0, q0, count) : columns.narrow(0, 0, count);
+      if (!p.pointwise) {
+        im2col_nhwc(input.const_data_ptr<scalar_t>(), tile_columns.mutable_data_ptr<scalar_t>(), q0, count, g);
+      }
+      at::Tensor out = out_rows.narrow(0, q0, count);
+      if (bias) {
+        at::addmm_out(out, bias->expand({count, O}), tile_columns, w_t);
+      } else {
+        at::mm_out(out, tile_columns, w_t);
+      }
+    });
+  });
+  return output;
+}
+
+std::pair<at::Tensor, at::Tensor> nhwc_conv2d_backward(const at::Tensor& grad_output_arg, const at::Tensor& input_arg,
+                                                       const at::Tensor& weight, const ConvGeometry& g,
+                                                       bool need_input, bool need_weight) {
+  const at::Tensor input = input_arg.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor grad_output = grad_output_arg.contiguous(at::MemoryFormat::ChannelsLast);
+  const NhwcProblem p = make_problem(g, input.element_size(), int64_t(need_input) + int64_t(need_weight));
+  const at::Tensor dy_rows = rows_of(grad_output), in_rows = rows_of(input);
+  const at::Tensor w_rows = weight_rows(weight);  // (O, K)
+  at::Tensor grad_input = need_input ? new_channels_last(input.sizes(), input) : unrequested_output(input);
+  if (need_input) grad_input.zero_();
+  // dw as (O, K), in the columns' tap order: a channels_last weight's memory.
+  at::Tensor grad_weight_rows = need_weight ? at::zeros_like(w_rows) : unrequested_output(input);
+  const bool columns_needed = need_weight && !p.pointwise, grad_columns_needed = need_input && !p.pointwise;
+  const at::Tensor columns = columns_needed ? at::empty({p.tile, p.depth}, input.options()) : at::Tensor();
+  const at::Tensor grad_columns = grad_columns_needed ? at::empty({p.tile, p.depth}, input.options()) : at::Tensor();
+  record_workspace_bytes((int64_t(columns_needed) + int64_t(grad_columns_needed)) * p.tile * p.depth *
+                         input.element_size());
+  if (p.positions > 0 && (need_input || need_weight)) {
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "nhwc_conv2d_backward", [&] {
+      for_each_tile(p, [&](int64_t q0, int64_t count) {
+        const at::Tensor dy = dy_rows.narrow(0, q0, count);  // (count, O)
+        if (need_weight) {  // dw += dy^T . columns
+          at::Tensor tile_columns = p.pointwise ? in_rows.narrow(0, q0, count) : columns.narrow(0, 0, count);
+          if (!p.pointwise) {
+            im2col_nhwc(input.const_data_ptr<scalar_t>(), tile_columns.mutable_data_ptr<scalar_t>(), q0, count, g);
+          }
+          grad_weight_rows.addmm_(dy.t(), tile_columns);
+        }
+        if (need_input) {  // the column gradient dy . W, then col2im (pointwise: dx's rows themselves)
+          if (p.pointwise) {
+            at::Tensor dx = rows_of(grad_input).narrow(0, q0, count);
+            at::mm_out(dx, dy, w_rows);
+          } else {
+            at::Tensor tile_grad = grad_columns.narrow(0, 0, count);
+            at::mm_out(tile_grad, dy, w_rows);
+            col2im_nhwc_add(tile_grad.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), q0,
+                            count, g);
+          }
+        }
+      });
+    });
+  }
+  at::Tensor grad_weight = need_weight
+      ? grad_weight_rows.view({weight.size(0), g.kernel_h, g.kernel_w, g.channels}).permute({0, 3, 1, 2})
+      : grad_weight_rows;
+  return {grad_input, grad_weight};
+}
+
+}  // namespace conv_ext::cpu

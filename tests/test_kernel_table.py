@@ -1,0 +1,129 @@
+"""The kernel table (csrc/cpu/kernel_table.cpp) on real layers: every kernel that may run a pass gives F.conv2d's
+result at batch 1 and at batches that are no multiple of any register block, in both memory formats; and the
+table's choice for layers of real networks (wide layers on small planes run the tiled path, not a column-free
+kernel whose traffic grows with the weight)."""
+import contextlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import conv_ext
+from conv_ext import _C, settings
+from conv_cases import SIMD_ISAS
+
+PASSES = ("forward", "grad_input", "grad_weight")
+# Real layers, channels and planes cut down to keep the test quick where the kernel choice allows it:
+# (in, out, size, kernel, stride, padding, groups).
+LAYERS = {
+    "resnet-stem": (3, 16, (23, 23), 7, 2, 3, 1),
+    "resnet-3x3": (64, 64, (9, 9), 3, 1, 1, 1),
+    "resnet-down-3x3": (64, 128, (9, 9), 3, 2, 1, 1),
+    "resnet-down-1x1": (64, 128, (9, 9), 1, 2, 0, 1),
+    "wide-7x7-plane": (128, 128, (7, 7), 3, 1, 1, 1),
+    "bottleneck-1x1": (64, 24, (7, 7), 1, 1, 0, 1),
+    "seed-conv2": (16, 32, (14, 14), 5, 1, 2, 1),
+    "strided-5x5": (16, 32, (11, 11), 5, 2, 2, 1),
+    "depthwise-3x3": (32, 32, (10, 10), 3, 1, 1, 32),
+    "depthwise-s2-5x5": (24, 24, (11, 11), 5, 2, 2, 24),
+    "grouped": (32, 64, (8, 8), 3, 1, 1, 2),
+    "squeeze-1x1-plane": (48, 16, (1, 1), 1, 1, 0, 1),
+}
+BATCHES = (1, 5, 9)  # register blocks are 8 samples (exact taps) and 4, 6 or 12 rows: none divides 5 or 9
+
+
+@contextlib.contextmanager
+def preferred(pass_index, kernel):
+    _C._prefer_cpu_kernel(pass_index, kernel)
+    try:
+        yield
+    finally:
+        _C._prefer_cpu_kernel(pass_index, "")
+
+
+def make(layer, batch, channels_last, dtype=torch.float32):
+    in_channels, out_channels, size, kernel, stride, padding, groups = layer
+    generator = torch.Generator().manual_seed(batch)
+    input = torch.randn(batch, in_channels, *size, generator=generator, dtype=dtype)
+    weight = torch.randn(out_channels, in_channels // groups, kernel, kernel, generator=generator, dtype=dtype)
+    if channels_last:
+        input = input.contiguous(memory_format=torch.channels_last)
+    return input, weight, dict(stride=stride, padding=padding, groups=groups)
+
+
+def candidates(input, weight, kwargs):
+    s, p = kwargs["stride"], kwargs["padding"]
+    return _C._cpu_kernel_candidates(input, weight, [s, s], [p, p], [1, 1], kwargs["groups"])
+
+
+def pass_results(input, weight, kwargs, grad_output):
+    """Forward, dx and dw straight from the ops."""
+    s, p, g = [kwargs["stride"]] * 2, [kwargs["padding"]] * 2, kwargs["groups"]
+    output = torch.ops.conv_ext.conv2d(input, weight, None, s, p, [1, 1], g)
+    dx, dw, _ = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, s, p, [1, 1], g, [True, True, False])
+    return output, dx, dw
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS + ["none"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_candidate_kernel_matches_torch(name, batch, channels_last, isa):
+    input, weight, kwargs = make(LAYERS[name], batch, channels_last)
+    expected_output = F.conv2d(input.double(), weight.double(), **kwargs)
+    grad_output = torch.randn(expected_output.shape, generator=torch.Generator().manual_seed(7))
+    expected = (expected_output, *torch.ops.aten.convolution_backward(
+        grad_output.double(), input.double(), weight.double(), None, [kwargs["stride"]] * 2,
+        [kwargs["padding"]] * 2, [1, 1], False, [0, 0], kwargs["groups"], [True, True, False])[:2])
+    with settings.simd_isa(isa):
+        every = candidates(input, weight, kwargs)
+        for pass_index, kernels in enumerate(every):
+            assert "tiled" in kernels and len(set(kernels)) == len(kernels)  # the floor of every table
+            for kernel in kernels:
+                with preferred(pass_index, kernel):
+                    assert conv_ext.explain(input, weight, **kwargs)[PASSES[pass_index]].kernel == kernel
+                    got = pass_results(input, weight, kwargs, grad_output)[pass_index]
+                want = expected[pass_index]
+                error = (got.double() - want).abs().max().item() / want.abs().max().item()
+                assert error < 2e-6, (PASSES[pass_index], kernel, error)
+
+
+def test_a_preferred_kernel_that_cannot_run_the_problem_leaves_the_tables_choice():
+    input, weight, kwargs = make(LAYERS["resnet-3x3"], 1, False, torch.float64)
+    with preferred(0, "depthwise_simd"):
+        assert conv_ext.explain(input, weight, **kwargs)["forward"].kernel == "tiled"
+    with pytest.raises(ValueError, match="unknown CPU kernel 'gemm'"):
+        _C._prefer_cpu_kernel(0, "gemm")
+    with pytest.raises(IndexError, match="pass must be 0"):
+        _C._prefer_cpu_kernel(3, "tiled")
+    assert [_C._preferred_cpu_kernel(i) for i in range(3)] == ["", "", ""]
+
+
+def kernels_of(shape, channels_last=False, groups=1, stride=1, padding=0):
+    """The table's kernels for a layer given as (batch, in, out, size, kernel)."""
+    batch, in_channels, out_channels, size, kernel = shape
+    input = torch.empty(batch, in_channels, size, size)
+    if channels_last:
+        input = input.contiguous(memory_format=torch.channels_last)
+    weight = torch.empty(out_channels, in_channels // groups, kernel, kernel)
+    choices = conv_ext.explain(input, weight, stride=stride, padding=padding, groups=groups)
+    return tuple(choice.kernel for choice in choices.values())
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+def test_the_tables_choice_for_layers_of_real_networks(isa):
+    """ResNet-18's last stage at batch 1 ran the exact-taps kernels at 24x torch's time: wide layers run the tiled
+    path's GEMM; few output channels per group keep the column-free kernels; depthwise layers their own."""
+    with settings.simd_isa(isa):
+        dw_of_wide = "exact_taps" if isa == "avx512" else "tiled"
+        assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", "tiled", dw_of_wide)
+        assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", dw_of_wide)
+        assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", "tiled")
+        # MobileNetV2's projection: a pointwise forward on the GEMM, dx (few output channels) column-free.
+        assert kernels_of((5, 144, 24, 56, 1)) == ("tiled", "implicit", "tiled")
+        assert kernels_of((8, 16, 32, 14, 5), padding=2) == ("exact_taps",) * 3  # the seed's second layer
+        assert kernels_of((1, 144, 144, 56, 3), groups=144, padding=1)[0] == "depthwise_simd"
+        # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
+        assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == \
+            ("tiled_nhwc", "tiled_nhwc", dw_of_wide if dw_of_wide != "tiled" else "tiled_nhwc")
+        assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1)[0] == "depthwise_simd"
