@@ -9,6 +9,11 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # onnx, onnxscript (torch.onnx.export) and onnxruntime: the export tests (tests/test_export.py).
 TOOLS := "setuptools>=70" wheel ninja pytest numpy expecttest hypothesis tqdm matplotlib onnx onnxscript onnxruntime
+# torchvision's model definitions (plain Python) for the networks benchmark's whole models and the layer-list
+# checks (tests/test_networks.py). The wheel here is built for another torch, so it goes in without its
+# dependencies (which would replace torch); its compiled ops do not load and are not needed
+# (benchmarks/networks.py: torchvision_models).
+MODELS := torchvision==0.29.1
 # Every source under csrc/ (any depth): .h, .cpp, .inc, .cu.
 SOURCES := setup.py pyproject.toml $(shell find csrc -type f \( -name "*.h" -o -name "*.cpp" -o -name "*.inc" -o -name "*.cu" \))
 BENCH_ARGS ?=
@@ -20,6 +25,7 @@ MNIST_ARGS ?= --compare --dataset fashion-mnist
 $(BIN)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(TOOLS)
+	$(BIN)/pip install --quiet --no-deps $(MODELS)
 	touch $@
 
 # Rebuilt only when a source changes (a full build takes a few minutes on 2 cores).

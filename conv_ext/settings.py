@@ -72,9 +72,9 @@ def cpu_simd_isa() -> str:
 
 def current_simd_isa() -> str:
     """The instruction set float32 convolutions on the CPU run on now: "avx512" or "avx2" (the SIMD kernels: the
-    column-free kernels, and on AVX-512 our GEMM in the tiled path; on AVX2 the tiled path runs ATen's GEMM), or
-    "none" (the tiled path on ATen's GEMM, MKL or OpenBLAS as torch.mm, and the scalar depthwise loops: on CPUs
-    with neither, or under simd_isa("none")). Other dtypes always run the latter."""
+    column-free kernels; the tiled path runs ATen's GEMM on every instruction set), or "none" (the tiled path on
+    ATen's GEMM, MKL or OpenBLAS as torch.mm, and the scalar depthwise loops: on CPUs with neither, or under
+    simd_isa("none")). Other dtypes always run the latter."""
     return _C.simd_isa()
 
 

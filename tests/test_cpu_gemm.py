@@ -1,9 +1,8 @@
-"""The GEMMs of the CPU path on each instruction set the CPU offers (AVX-512: our GEMM in the tiles; AVX2: ATen's
-GEMM in the tiles, our kernels elsewhere) and with ATen's GEMM for everything, each over the whole grid and over
-shapes that reach every edge of the kernel: row tails (4-, 2- and 1-row kernels), column tails of 1 to 32, sums
-longer than one 256-step block (with and without bias), grad_output packed for dw, and the implicit GEMM (stride 1,
-Wo == W) for the forward and dx: panels across output rows, out_h != H, taps in the padding on every side, a
-negative padding for dx."""
+"""The GEMM-shaped kernels of the CPU path on each instruction set the CPU offers (the SIMD kernels, ATen's GEMM in
+the tiles) and with ATen's GEMM for everything, each over the whole grid and over shapes that reach every edge of
+the micro-kernel: row tails (4-, 2- and 1-row kernels), column tails of 1 to 32, long sums (with and without
+bias), long dw sums, and the implicit GEMM (stride 1, Wo == W) for the forward
+and dx: panels across output rows, out_h != H, taps in the padding on every side, a negative padding for dx."""
 import contextlib
 from dataclasses import replace
 
@@ -26,9 +25,9 @@ EDGES = [
     replace(BASE, name="row-tails", in_channels=3, out_channels=7, padding=1),
     # output widths 1..33 (column tails of every length, a full 32-column panel plus one).
     *[replace(BASE, name=f"width{w}", batch=3, size=(4, w + 2), kernel=3) for w in (1, 5, 16, 17, 31, 32, 33)],
-    # K = 30 * 3 * 3 = 270: two blocks of the sum; the bias must be added once.
+    # K = 30 * 3 * 3 = 270: a long sum; the bias must be added once.
     replace(BASE, name="long-sum", in_channels=30, out_channels=9, size=(6, 7), padding=1),
-    # A tile of 1,156 output columns: dw sums over more than one 256-step block of packed grad_output;
+    # 1,156 output positions per sample: a long dw sum;
     # 33 output channels: dw's columns (O/g) have a tail.
     replace(BASE, name="long-dw", batch=2, in_channels=2, out_channels=33, size=(34, 34), padding=1),
     replace(BASE, name="groups3-tails", in_channels=9, out_channels=15, groups=3, size=(11, 13), padding=1),

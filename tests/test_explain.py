@@ -7,7 +7,8 @@ import conv_ext
 from conv_ext import settings
 from conv_cases import SIMD_ISAS
 
-KERNELS = {"padded", "exact_taps", "implicit", "phased", "depthwise", "depthwise_simd", "tiled_nhwc", "tiled"}
+KERNELS = {"padded", "exact_taps", "implicit", "phased", "depthwise", "depthwise_simd", "depthwise_nhwc", "tiled_nhwc",
+           "tiled"}
 
 
 def test_every_pass_gets_a_kernel_and_its_rule():

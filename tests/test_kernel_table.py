@@ -14,7 +14,7 @@ from conv_cases import SIMD_ISAS
 
 PASSES = ("forward", "grad_input", "grad_weight")
 # Real layers, channels and planes cut down to keep the test quick where the kernel choice allows it:
-# (in, out, size, kernel, stride, padding, groups).
+# (in, out, size, kernel, stride, padding, groups[, dilation]).
 LAYERS = {
     "resnet-stem": (3, 16, (23, 23), 7, 2, 3, 1),
     "resnet-3x3": (64, 64, (9, 9), 3, 1, 1, 1),
@@ -26,6 +26,10 @@ LAYERS = {
     "strided-5x5": (16, 32, (11, 11), 5, 2, 2, 1),
     "depthwise-3x3": (32, 32, (10, 10), 3, 1, 1, 32),
     "depthwise-s2-5x5": (24, 24, (11, 11), 5, 2, 2, 24),
+    "depthwise-wide-s2": (72, 72, (9, 10), 3, 2, 1, 72),  # channel blocks of 64 + 8
+    "depthwise-multiplier": (8, 16, (9, 9), 3, 1, 1, 8),
+    "depthwise-dilated": (20, 20, (10, 9), 3, 2, 3, 20, 2),  # padding beyond the kernel's reach on one side
+    "dilated": (32, 32, (10, 10), 3, 1, 2, 1, 2),
     "grouped": (32, 64, (8, 8), 3, 1, 1, 2),
     "squeeze-1x1-plane": (48, 16, (1, 1), 1, 1, 0, 1),
 }
@@ -42,25 +46,25 @@ def preferred(pass_index, kernel):
 
 
 def make(layer, batch, channels_last, dtype=torch.float32):
-    in_channels, out_channels, size, kernel, stride, padding, groups = layer
+    in_channels, out_channels, size, kernel, stride, padding, groups, *dilation = layer
     generator = torch.Generator().manual_seed(batch)
     input = torch.randn(batch, in_channels, *size, generator=generator, dtype=dtype)
     weight = torch.randn(out_channels, in_channels // groups, kernel, kernel, generator=generator, dtype=dtype)
     if channels_last:
         input = input.contiguous(memory_format=torch.channels_last)
-    return input, weight, dict(stride=stride, padding=padding, groups=groups)
+    return input, weight, dict(stride=stride, padding=padding, dilation=dilation[0] if dilation else 1, groups=groups)
 
 
 def candidates(input, weight, kwargs):
-    s, p = kwargs["stride"], kwargs["padding"]
-    return _C._cpu_kernel_candidates(input, weight, [s, s], [p, p], [1, 1], kwargs["groups"])
+    s, p, d = kwargs["stride"], kwargs["padding"], kwargs["dilation"]
+    return _C._cpu_kernel_candidates(input, weight, [s, s], [p, p], [d, d], kwargs["groups"])
 
 
 def pass_results(input, weight, kwargs, grad_output):
     """Forward, dx and dw straight from the ops."""
-    s, p, g = [kwargs["stride"]] * 2, [kwargs["padding"]] * 2, kwargs["groups"]
-    output = torch.ops.conv_ext.conv2d(input, weight, None, s, p, [1, 1], g)
-    dx, dw, _ = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, s, p, [1, 1], g, [True, True, False])
+    s, p, d, g = [kwargs["stride"]] * 2, [kwargs["padding"]] * 2, [kwargs["dilation"]] * 2, kwargs["groups"]
+    output = torch.ops.conv_ext.conv2d(input, weight, None, s, p, d, g)
+    dx, dw, _ = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, s, p, d, g, [True, True, False])
     return output, dx, dw
 
 
@@ -74,7 +78,7 @@ def test_every_candidate_kernel_matches_torch(name, batch, channels_last, isa):
     grad_output = torch.randn(expected_output.shape, generator=torch.Generator().manual_seed(7))
     expected = (expected_output, *torch.ops.aten.convolution_backward(
         grad_output.double(), input.double(), weight.double(), None, [kwargs["stride"]] * 2,
-        [kwargs["padding"]] * 2, [1, 1], False, [0, 0], kwargs["groups"], [True, True, False])[:2])
+        [kwargs["padding"]] * 2, [kwargs["dilation"]] * 2, False, [0, 0], kwargs["groups"], [True, True, False])[:2])
     with settings.simd_isa(isa):
         every = candidates(input, weight, kwargs)
         for pass_index, kernels in enumerate(every):
@@ -126,4 +130,4 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == \
             ("tiled_nhwc", "tiled_nhwc", dw_of_wide if dw_of_wide != "tiled" else "tiled_nhwc")
-        assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1)[0] == "depthwise_simd"
+        assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3

@@ -5,6 +5,7 @@
 
 #include "cpu/channel_lanes/channel_lanes.h"
 #include "cpu/channels_last/nhwc_conv2d.h"
+#include "cpu/channels_last/nhwc_depthwise.h"
 #include "cpu/depthwise/depthwise_conv2d.h"
 #include "cpu/grad_input/grad_input_as_conv2d.h"
 #include "cpu/implicit/implicit_conv2d.h"
@@ -143,6 +144,17 @@ std::optional<CpuKernels> channels_last_kernels(const at::Tensor& input, const a
   return choose_cpu_kernels(input.scalar_type(), g, groups, weight.size(0), format);
 }
 
+// The kernels that read channels_last memory as it is.
+bool on_nhwc(CpuKernel kernel) { return kernel == CpuKernel::tiled_nhwc || kernel == CpuKernel::depthwise_nhwc; }
+
+std::pair<at::Tensor, at::Tensor> nhwc_backward(CpuKernel kernel, const at::Tensor& grad_output,
+                                                const at::Tensor& input, const at::Tensor& weight,
+                                                const ConvGeometry& g, bool need_input, bool need_weight) {
+  return kernel == CpuKernel::depthwise_nhwc
+      ? nhwc_depthwise_conv2d_backward(grad_output, input, weight, g, need_input, need_weight)
+      : nhwc_conv2d_backward(grad_output, input, weight, g, need_input, need_weight);
+}
+
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const at::MemoryFormat format = conv2d_memory_format(input, weight);
@@ -150,10 +162,13 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const s
     check_conv2d_args(input, weight, bias, stride, padding, dilation, groups);
     const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
     const std::optional<CpuKernels> kernels = channels_last_kernels(input, weight, g, groups, format);
-    if (kernels && kernels->forward == CpuKernel::tiled_nhwc) {
+    if (kernels && on_nhwc(kernels->forward)) {
       const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in conv2d_cpu_contiguous
-      return in_memory_format(
-          nhwc_conv2d(input, weight, bias ? std::optional(bias->contiguous()) : std::nullopt, g), format);
+      const std::optional<at::Tensor> contiguous_bias = bias ? std::optional(bias->contiguous()) : std::nullopt;
+      return in_memory_format(kernels->forward == CpuKernel::depthwise_nhwc
+                                  ? nhwc_depthwise_conv2d(input, weight, contiguous_bias, g)
+                                  : nhwc_conv2d(input, weight, contiguous_bias, g),
+                              format);
     }
   }
   return in_memory_format(conv2d_cpu_contiguous(input, weight, bias, stride, padding, dilation, groups), format);
@@ -170,14 +185,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
     check_conv2d_backward_args(grad_output, input, weight, stride, padding, dilation, groups);
     const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
     if (const std::optional<CpuKernels> kernels = channels_last_kernels(input, weight, g, groups, format)) {
-      const bool dx = output_mask[0] && kernels->grad_input == CpuKernel::tiled_nhwc;
-      const bool dw = output_mask[1] && kernels->grad_weight == CpuKernel::tiled_nhwc;
-      if (dx || dw) {
-        const at::AutoDispatchBelowADInplaceOrView below_autograd;
-        std::tie(nhwc_dx, nhwc_dw) = nhwc_conv2d_backward(grad_output, input, weight, g, dx, dw);
-        rest[0] = rest[0] && !dx;
-        rest[1] = rest[1] && !dw;
+      const bool dx = output_mask[0] && on_nhwc(kernels->grad_input);
+      const bool dw = output_mask[1] && on_nhwc(kernels->grad_weight);
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;
+      if (dx && dw && kernels->grad_input == kernels->grad_weight) {  // one walk for both
+        std::tie(nhwc_dx, nhwc_dw) = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, true, true);
+      } else {
+        if (dx) nhwc_dx = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, true, false).first;
+        if (dw) nhwc_dw = nhwc_backward(kernels->grad_weight, grad_output, input, weight, g, false, true).second;
       }
+      rest[0] = rest[0] && !dx;
+      rest[1] = rest[1] && !dw;
     }
   }
   std::tuple<at::Tensor, at::Tensor, at::Tensor> grads;

@@ -128,6 +128,12 @@ bool tiled_nhwc(const Problem& p) {
          (p.dtype == at::kFloat || p.dtype == at::kDouble);
 }
 
+// Depthwise on channels_last memory with the channels in the lanes (channels_last/nhwc_depthwise.cpp): no layout
+// round trip, any stride, every pass. One output channel per input channel.
+bool depthwise_nhwc(const Problem& p) {
+  return p.format == at::MemoryFormat::ChannelsLast && simd_float32(p) && depthwise(p) && p.group_out == 1;
+}
+
 bool always(const Problem&) { return true; }
 
 // ---- The tables ------------------------------------------------------------------------------------------------
@@ -135,6 +141,8 @@ bool always(const Problem&) { return true; }
 // The conditions most rules start with, and those of the last two entries of every table, in words.
 #define CONV_EXT_SIMD_RULE "float32 on the SIMD kernels"
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
+constexpr const char* kDepthwiseNhwc = "float32 on the SIMD kernels, channels_last tensors, depthwise with one output "
+                                       "channel per group: the channels in the lanes, on the NHWC memory as it is";
 constexpr const char* kTiledNhwc = "channels_last tensors, groups 1, float32 or float64: the tiled path on the NHWC "
                                    "memory as it is (no layout round trip)";
 constexpr const char* kTiled = "any convolution: im2col + GEMM in cache-sized tiles, the floor of every table";
@@ -148,6 +156,7 @@ struct Entry {
 };
 
 const Entry kForward[] = {
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     // Output channels in the lanes over a zero-padded copy of the input: for stride_w > 1, where the implicit
     // GEMM's lanes along the output positions would need even-lane permutes (with stride_w 1 the implicit GEMM
     // measured faster on every suite shape). The exact-taps forward runs these problems too, but took 1.16x to
@@ -160,13 +169,16 @@ const Entry kForward[] = {
      CONV_EXT_SIMD_RULE ", 16 to 63 output channels per group, stride_w > 1"},
     // Where padding and idle lanes would cost the implicit GEMM much (exact_taps_save).
     {CpuKernel::exact_taps,
-     [](const Problem& p) { return !columns_pay(p) && channel_lanes(p, p.group_out) && exact_taps_save(p.g); },
-     CONV_EXT_SIMD_RULE ", 16 to 63 output channels per group, and over 15% of the implicit GEMM's multiply-adds "
-                        "would fall on padding and idle lanes"},
+     [](const Problem& p) {
+       return !columns_pay(p) && !is_pointwise(p.g) && channel_lanes(p, p.group_out) && exact_taps_save(p.g);
+     },
+     CONV_EXT_SIMD_RULE ", 16 to 63 output channels per group, not pointwise, and over 15% of the implicit GEMM's "
+                        "multiply-adds would fall on padding and idle lanes"},
     {CpuKernel::depthwise_simd, depthwise_simd, CONV_EXT_SIMD_RULE ", depthwise (groups = in_channels), stride_w <= 2"},
     // A pointwise forward (1x1, stride 1, no padding) has no columns to save: the tiled path's GEMM reads the input
     // in place, faster than the implicit GEMM on every such layer of the networks (e.g. MobileNetV2's 144->24 at
-    // 56x56: 1.18x).
+    // 56x56: 1.18x), and than the exact-taps forward where the plane is one pixel (EfficientNet's 1152->48
+    // squeeze: 0.009 against 0.104 ms).
     {CpuKernel::implicit, [](const Problem& p) { return !columns_pay(p) && !is_pointwise(p.g) && implicit_takes(p, p.g); },
      CONV_EXT_SIMD_RULE ", < 64 output channels per group, not pointwise, stride_w <= 2, output rows that fill "
                         ">= 3/4 of their vectors"},
@@ -176,6 +188,7 @@ const Entry kForward[] = {
 };
 
 const Entry kGradInput[] = {
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
      [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; },
@@ -212,6 +225,7 @@ const Entry kGradInput[] = {
 };
 
 const Entry kGradWeight[] = {
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     // A pointwise dw (1x1, stride 1, no padding) is a GEMM over the input itself, which the tiled path runs
     // without columns: faster there than on the exact-taps dw (the pointwise suite shape, AVX-512 on an Intel Xeon
     // with AMX, 2 threads: 1.51 against 1.83 ms).
@@ -282,8 +296,8 @@ std::optional<CpuKernel> preferred_cpu_kernel(int pass) {
 
 std::optional<CpuKernel> cpu_kernel_named(const std::string& name) {
   for (CpuKernel kernel : {CpuKernel::padded, CpuKernel::exact_taps, CpuKernel::implicit, CpuKernel::phased,
-                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::tiled_nhwc,
-                           CpuKernel::tiled}) {
+                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::depthwise_nhwc,
+                           CpuKernel::tiled_nhwc, CpuKernel::tiled}) {
     if (name == kernel_name(kernel)) return kernel;
   }
   return std::nullopt;
@@ -309,6 +323,7 @@ const char* kernel_name(CpuKernel kernel) {
     case CpuKernel::phased: return "phased";
     case CpuKernel::depthwise: return "depthwise";
     case CpuKernel::depthwise_simd: return "depthwise_simd";
+    case CpuKernel::depthwise_nhwc: return "depthwise_nhwc";
     case CpuKernel::tiled_nhwc: return "tiled_nhwc";
     case CpuKernel::tiled: return "tiled";
   }
