@@ -121,13 +121,17 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
     with settings.simd_isa(isa):
         dw_of_wide = "exact_taps" if isa == "avx512" else "tiled"
         assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", "tiled", dw_of_wide)
-        assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", dw_of_wide)
+        # Output planes under 128 positions: at batch 1 the tiled path's one GEMM covers the plane; at batch > 1 the
+        # NHWC tiled path's GEMMs run over the positions of several samples (through a layout change).
+        assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", dw_of_wide)
+        nhwc_dw = dw_of_wide if dw_of_wide != "tiled" else "tiled_nhwc"
+        assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled_nhwc", "tiled_nhwc", nhwc_dw)
+        assert kernels_of((3, 256, 256, 14, 3), padding=1)[:2] == ("tiled", "tiled")  # 196 positions
         assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", "tiled")
         # MobileNetV2's projection: a pointwise forward on the GEMM, dx (few output channels) column-free.
         assert kernels_of((5, 144, 24, 56, 1)) == ("tiled", "implicit", "tiled")
         assert kernels_of((8, 16, 32, 14, 5), padding=2) == ("exact_taps",) * 3  # the seed's second layer
         assert kernels_of((1, 144, 144, 56, 3), groups=144, padding=1)[0] == "depthwise_simd"
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
-        assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == \
-            ("tiled_nhwc", "tiled_nhwc", dw_of_wide if dw_of_wide != "tiled" else "tiled_nhwc")
+        assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == ("tiled_nhwc", "tiled_nhwc", nhwc_dw)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3

@@ -134,17 +134,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
   return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
 }
 
-// The kernels of a channels_last convolution, where a pass may run on its memory as it is (tiled_nhwc); nullopt
-// where every pass takes the contiguous path (the textbook path, no input channels, or another layout).
-std::optional<CpuKernels> channels_last_kernels(const at::Tensor& input, const at::Tensor& weight,
-                                                const ConvGeometry& g, int64_t groups, at::MemoryFormat format) {
-  if (format != at::MemoryFormat::ChannelsLast || host_reference_kernels_enabled() || lacks_input_channels(input)) {
-    return std::nullopt;
-  }
+// The kernels of a convolution whose passes may run on NHWC memory (tiled_nhwc, depthwise_nhwc); nullopt where
+// every pass takes the contiguous path (the textbook path, no input channels).
+std::optional<CpuKernels> nhwc_candidates(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& g,
+                                          int64_t groups, at::MemoryFormat format) {
+  if (host_reference_kernels_enabled() || lacks_input_channels(input)) return std::nullopt;
   return choose_cpu_kernels(input.scalar_type(), g, groups, weight.size(0), format);
 }
 
-// The kernels that read channels_last memory as it is.
+// The kernels that run on NHWC memory (a channels_last op's as it is).
 bool on_nhwc(CpuKernel kernel) { return kernel == CpuKernel::tiled_nhwc || kernel == CpuKernel::depthwise_nhwc; }
 
 std::pair<at::Tensor, at::Tensor> nhwc_backward(CpuKernel kernel, const at::Tensor& grad_output,
@@ -158,10 +156,10 @@ std::pair<at::Tensor, at::Tensor> nhwc_backward(CpuKernel kernel, const at::Tens
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const at::MemoryFormat format = conv2d_memory_format(input, weight);
-  if (format == at::MemoryFormat::ChannelsLast && !host_reference_kernels_enabled()) {
+  if (!host_reference_kernels_enabled()) {
     check_conv2d_args(input, weight, bias, stride, padding, dilation, groups);
     const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
-    const std::optional<CpuKernels> kernels = channels_last_kernels(input, weight, g, groups, format);
+    const std::optional<CpuKernels> kernels = nhwc_candidates(input, weight, g, groups, format);
     if (kernels && on_nhwc(kernels->forward)) {
       const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in conv2d_cpu_contiguous
       const std::optional<at::Tensor> contiguous_bias = bias ? std::optional(bias->contiguous()) : std::nullopt;
@@ -178,13 +176,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
   const at::MemoryFormat format = conv2d_memory_format(input, weight);
-  // The passes tiled_nhwc runs on the channels_last memory; the rest take the contiguous path.
+  // The passes that run on NHWC memory; the rest take the contiguous path.
   at::Tensor nhwc_dx, nhwc_dw;
   std::array<bool, 3> rest = output_mask;
-  if (format == at::MemoryFormat::ChannelsLast && !host_reference_kernels_enabled()) {
+  if (!host_reference_kernels_enabled()) {
     check_conv2d_backward_args(grad_output, input, weight, stride, padding, dilation, groups);
     const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
-    if (const std::optional<CpuKernels> kernels = channels_last_kernels(input, weight, g, groups, format)) {
+    if (const std::optional<CpuKernels> kernels = nhwc_candidates(input, weight, g, groups, format)) {
       const bool dx = output_mask[0] && on_nhwc(kernels->grad_input);
       const bool dw = output_mask[1] && on_nhwc(kernels->grad_weight);
       const at::AutoDispatchBelowADInplaceOrView below_autograd;

@@ -119,12 +119,21 @@ bool exact_taps_dw(const Problem& p) {
   return simd_dw(p) && channel_lanes(p, p.group_out) && (p.group_in >= 8 || !implicit_dw(p));
 }
 
-// The tiled path on channels_last memory, where the op's tensors are channels_last: its im2col copies runs of C
-// channels and its GEMMs write the output's (N*Ho*Wo, O) rows in place, where the tiled path would take the
-// input and the output through a layout change (a copy each). Groups 1 (a group's channels would be a strided
-// slice of every row) and the dtypes of ATen's float GEMMs without a wider sum (float32, float64).
+// The tiled path on channels_last memory (channels_last/nhwc_conv2d.cpp): its im2col copies runs of C channels and
+// its GEMMs take output positions as rows, (N*Ho*Wo, O), across samples. Where the op's tensors are channels_last
+// it reads and writes them as they are (the tiled path would take input and output through a layout change, a
+// copy each). Where they are contiguous, it runs where the GEMM dominates (columns_pay), the output plane has
+// under 128 positions and the batch several samples: the tiled path's GEMMs are per sample, one narrow GEMM per
+// thread, while these run over the positions of several samples, worth the two copies. On 7 x 7 planes (AVX-512,
+// Intel Xeon, 2 threads, ms, tiled against tiled_nhwc): 512->512 3x3 forward 10.1 -> 7.8 at batch 8, 37.2 -> 27.7
+// at 32, dx 11.0 -> 8.0 and 40.3 -> 34.5; 2048->512 1x1 forward 4.1 -> 3.4 at batch 8, dx 5.2 -> 3.3 (at batch 32
+// dx 20.1 -> 21.9, the one loss); on 14 x 14 the two were even (256->256 3x3 forward 7.2 against 8.0 at batch 8,
+// 5.4 against 4.6 at batch 5). Groups 1
+// (a group's channels would be a strided slice of every row) and the dtypes of ATen's float GEMMs without a wider
+// sum (float32, float64).
 bool tiled_nhwc(const Problem& p) {
-  return p.format == at::MemoryFormat::ChannelsLast && p.groups == 1 &&
+  const bool narrow_planes = columns_pay(p) && p.g.batch > 1 && p.g.out_plane() < 128;
+  return (p.format == at::MemoryFormat::ChannelsLast || narrow_planes) && p.groups == 1 &&
          (p.dtype == at::kFloat || p.dtype == at::kDouble);
 }
 
@@ -143,8 +152,9 @@ bool always(const Problem&) { return true; }
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
 constexpr const char* kDepthwiseNhwc = "float32 on the SIMD kernels, channels_last tensors, depthwise with one output "
                                        "channel per group: the channels in the lanes, on the NHWC memory as it is";
-constexpr const char* kTiledNhwc = "channels_last tensors, groups 1, float32 or float64: the tiled path on the NHWC "
-                                   "memory as it is (no layout round trip)";
+constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
+                                   "output channels and a batch of output planes under 128 positions: the tiled path "
+                                   "on NHWC memory, GEMMs over the positions of several samples";
 constexpr const char* kTiled = "any convolution: im2col + GEMM in cache-sized tiles, the floor of every table";
 
 // A kernel, the rule that lets it run a problem, and that rule in words (what conv_ext.explain() tells a user; the

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 
+#include "cpu/tiled/tiled_conv2d.h"
 #include "cpu/valid_range.h"
 #include "ops/conv2d_args.h"
 #include "ops/settings.h"
@@ -17,11 +18,6 @@
 namespace conv_ext::cpu {
 
 namespace {
-
-// As the NCHW tiled path (tiled_conv2d.cpp): a tile's columns aim at a core's L2, with at least this many
-// positions, as ATen's GEMM packs the weight on every call.
-constexpr int64_t kTileTargetBytes = int64_t{512} << 10;
-constexpr int64_t kMinTilePositions = 512;
 
 struct NhwcProblem {
   ConvGeometry g;
@@ -33,10 +29,9 @@ struct NhwcProblem {
 
 NhwcProblem make_problem(const ConvGeometry& g, int64_t element_size, int64_t buffers) {
   NhwcProblem p{g, g.batch * g.out_h * g.out_w, g.kernel_h * g.kernel_w * g.channels, false, 0};
-  p.pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
-                g.pad_w == 0;
+  p.pointwise = is_pointwise(g);
   const int64_t row_bytes = std::max<int64_t>(p.depth * element_size * std::max<int64_t>(buffers, 1), 1);
-  const int64_t by_bytes = std::max(kTileTargetBytes / row_bytes, kMinTilePositions);
+  const int64_t by_bytes = std::max(kTileTargetBytes / row_bytes, kMinTileColumns);
   // Within the workspace bound, one position at least.
   p.tile = std::clamp<int64_t>(std::min(by_bytes, workspace_limit_bytes() / row_bytes), 1,
                                std::max<int64_t>(p.positions, 1));

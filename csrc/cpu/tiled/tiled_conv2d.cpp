@@ -24,13 +24,6 @@ namespace conv_ext::cpu {
 
 namespace {
 
-// A tile of columns this size stays in a core's L2 cache from im2col to GEMM.
-constexpr int64_t kTileTargetBytes = int64_t{512} << 10;
-// ...unless that leaves a tile fewer output positions than this: ATen's GEMM (MKL) packs the weight on every call,
-// so a call over n columns spends about 1/n of its work on packing (512->512 3x3 on 28x28 at batch 1: dx 41 ms with
-// one output row per tile, 12.5 with 512 columns; the forward 17 against 12; AVX-512, Intel Xeon, 2 threads).
-constexpr int64_t kMinTileColumns = 512;
-
 struct TiledProblem {
   ConvGeometry g;  // g.batch is the whole batch
   int64_t groups, out_channels, group_out_channels, group_rows;  // group_rows: K = (C/g)*kh*kw
