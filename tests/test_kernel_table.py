@@ -135,3 +135,4 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == ("tiled_nhwc", "tiled_nhwc", nhwc_dw)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
+        assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == ("tiled_nhwc",) * 3  # no layout change
