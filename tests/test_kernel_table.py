@@ -56,7 +56,7 @@ def make(layer, batch, channels_last, dtype=torch.float32):
 
 
 def candidates(input, weight, kwargs):
-    s, p, d = kwargs["stride"], kwargs["padding"], kwargs["dilation"]
+    s, p, d = kwargs["stride"], kwargs["padding"], kwargs.get("dilation", 1)
     return _C._cpu_kernel_candidates(input, weight, [s, s], [p, p], [d, d], kwargs["groups"])
 
 
@@ -81,8 +81,9 @@ def test_every_candidate_kernel_matches_torch(name, batch, channels_last, isa):
         [kwargs["padding"]] * 2, [kwargs["dilation"]] * 2, False, [0, 0], kwargs["groups"], [True, True, False])[:2])
     with settings.simd_isa(isa):
         every = candidates(input, weight, kwargs)
+        chosen = [choice.kernel for choice in conv_ext.explain(input, weight, **kwargs).values()]
         for pass_index, kernels in enumerate(every):
-            assert "tiled" in kernels and len(set(kernels)) == len(kernels)  # the floor of every table
+            assert kernels[0] == chosen[pass_index]  # the table's choice is its first candidate
             for kernel in kernels:
                 with preferred(pass_index, kernel):
                     assert conv_ext.explain(input, weight, **kwargs)[PASSES[pass_index]].kernel == kernel
@@ -90,6 +91,46 @@ def test_every_candidate_kernel_matches_torch(name, batch, channels_last, isa):
                 want = expected[pass_index]
                 error = (got.double() - want).abs().max().item() / want.abs().max().item()
                 assert error < 2e-6, (PASSES[pass_index], kernel, error)
+
+
+@pytest.mark.parametrize("name", ["resnet-3x3", "bottleneck-1x1", "depthwise-3x3", "depthwise-dilated"])
+def test_nhwc_kernels_with_bias_and_channels_last_gradients(name):
+    """The kernels on NHWC memory through autograd: a bias, grad_output in channels_last too (no layout change
+    anywhere), float32 and float64 (tiled_nhwc's other dtype)."""
+    for dtype in (torch.float32, torch.float64):
+        input, weight, kwargs = make(LAYERS[name], 3, True, dtype)
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        bias = torch.randn(weight.shape[0], dtype=dtype)
+        leaves = [t.clone().requires_grad_() for t in (input, weight, bias)]
+        refs = [t.detach().double().requires_grad_() for t in leaves]
+        output = conv_ext.conv2d(*leaves, **kwargs)
+        expected = F.conv2d(*refs, **kwargs)
+        assert output.is_contiguous(memory_format=torch.channels_last)
+        grad_output = torch.randn_like(expected).contiguous(memory_format=torch.channels_last)
+        output.backward(grad_output.to(dtype))
+        expected.backward(grad_output)
+        tolerance = 2e-6 if dtype == torch.float32 else 1e-12
+        for got, want in zip((output, *(t.grad for t in leaves)), (expected, *(t.grad for t in refs))):
+            error = (got.double() - want).abs().max().item() / want.abs().max().item()
+            assert error < tolerance, (name, dtype, error)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_no_output_channels_on_every_path(channels_last):
+    """A weight with no output channels (an empty output): every pass of every candidate returns empty or zero
+    gradients, as F.conv2d's backward does."""
+    input = torch.randn(3, 8, 5, 5, dtype=torch.float64)
+    if channels_last:
+        input = input.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(0, 8, 3, 3, dtype=torch.float64)
+    kwargs = dict(stride=1, padding=1, groups=1)
+    grad_output = torch.randn(3, 0, 5, 5, dtype=torch.float64)
+    for pass_index, kernels in enumerate(candidates(input, weight, kwargs)):
+        for kernel in kernels:
+            with preferred(pass_index, kernel):
+                output, dx, dw = pass_results(input, weight, dict(kwargs, dilation=1), grad_output)
+            assert output.shape == (3, 0, 5, 5) and dw.shape == weight.shape
+            assert dx.shape == input.shape and not dx.any(), kernel
 
 
 def test_a_preferred_kernel_that_cannot_run_the_problem_leaves_the_tables_choice():

@@ -63,6 +63,8 @@ at::Tensor conv2d_cpu_contiguous(const at::Tensor& input_arg, const at::Tensor& 
   const int64_t out_channels = weight.size(0);
   const CpuKernel kernel =
       choose_cpu_kernels(input.scalar_type(), g, groups, out_channels, at::MemoryFormat::Contiguous).forward;
+  // The NHWC kernels run from the front door (conv2d_cpu), which asks the same table first.
+  TORCH_INTERNAL_ASSERT(kernel != CpuKernel::tiled_nhwc && kernel != CpuKernel::depthwise_nhwc);
   if (const Conv2dKernel conv2d = column_free_conv2d(kernel)) {
     at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w}, input.options());
     conv2d(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
@@ -97,6 +99,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
   const int64_t out_channels = weight.size(0);
   const CpuKernels kernels =
       choose_cpu_kernels(input.scalar_type(), g, groups, out_channels, at::MemoryFormat::Contiguous);
+  for (const auto& [needed, kernel] :
+       {std::pair{need_input, kernels.grad_input}, std::pair{need_weight, kernels.grad_weight}}) {
+    TORCH_INTERNAL_ASSERT(!needed || (kernel != CpuKernel::tiled_nhwc && kernel != CpuKernel::depthwise_nhwc));
+  }
   at::Tensor grad_input = unused(), grad_weight = unused();
 
   // The tiled path and the depthwise loops run dx and dw in one walk where both passes fall to them.

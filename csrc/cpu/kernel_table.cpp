@@ -253,8 +253,10 @@ const Entry kGradWeight[] = {
     {CpuKernel::tiled, [](const Problem& p) { return is_pointwise(p.g) && exact_taps_dw(p); },
      CONV_EXT_SIMD_RULE ", pointwise (1x1, stride 1, no padding): one GEMM over the input itself, no columns"},
     {CpuKernel::exact_taps, exact_taps_dw,
-     CONV_EXT_SIMD_RULE ", >= 16 output channels per group, and >= 8 input channels per group or no implicit dw"},
-    {CpuKernel::implicit, implicit_dw, CONV_EXT_SIMD_RULE ", stride_w 1, the implicit GEMM takes the problem"},
+     CONV_EXT_SIMD_RULE " (on AVX2 < 64 output channels per group), >= 16 output channels per group, and >= 8 input "
+                        "channels per group or no implicit dw"},
+    {CpuKernel::implicit, implicit_dw,
+     CONV_EXT_SIMD_RULE " (on AVX2 < 64 output channels per group), stride_w 1, the implicit GEMM takes the problem"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
     {CpuKernel::tiled_nhwc, tiled_nhwc, kTiledNhwc},
     {CpuKernel::tiled, always, kTiled},

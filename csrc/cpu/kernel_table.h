@@ -42,8 +42,8 @@ CpuKernelChoices explain_cpu_kernels(at::ScalarType dtype, const ConvGeometry& g
                                      int64_t out_channels, at::MemoryFormat format);
 const char* kernel_name(CpuKernel kernel);
 
-// Every kernel whose entry accepts the problem, per pass ({forward, dx, dw}), in the table's order: the choice
-// first, the tiled path (the floor) among them; for conv_ext's tests and benchmarks (_C._cpu_kernel_candidates).
+// Every kernel whose entry accepts the problem, per pass ({forward, dx, dw}), in the table's order (the choice first
+// where no kernel is preferred), the tiled path (the floor) among them; for conv_ext's tests and benchmarks (_C._cpu_kernel_candidates).
 std::array<std::vector<CpuKernel>, 3> cpu_kernel_candidates(at::ScalarType dtype, const ConvGeometry& geometry,
                                                             int64_t groups, int64_t out_channels,
                                                             at::MemoryFormat format);

@@ -98,12 +98,14 @@ void col2im_nhwc_add(const scalar_t* columns, scalar_t* grad_input, int64_t q0, 
 
 // The rows of a channels_last tensor (N, C, H, W) as the matrix (N*H*W, C) over its memory.
 at::Tensor rows_of(const at::Tensor& channels_last) {
-  return channels_last.permute({0, 2, 3, 1}).reshape({-1, channels_last.size(1)});
+  const int64_t rows = channels_last.size(0) * channels_last.size(2) * channels_last.size(3);
+  return channels_last.permute({0, 2, 3, 1}).reshape({rows, channels_last.size(1)});
 }
 
 // The weight as (O, kh*kw*C), taps in the order of the columns.
 at::Tensor weight_rows(const at::Tensor& weight) {
-  return weight.permute({0, 2, 3, 1}).contiguous().view({weight.size(0), -1});
+  return weight.permute({0, 2, 3, 1}).contiguous().view(
+      {weight.size(0), weight.size(1) * weight.size(2) * weight.size(3)});
 }
 
 // Runs body(q0, count, columns) over the tiles; columns is the tile's (count, K) block of `buffer` (null when
@@ -150,10 +152,11 @@ at::Tensor nhwc_conv2d(const at::Tensor& input_arg, const at::Tensor& weight, co
 std::pair<at::Tensor, at::Tensor> nhwc_conv2d_backward(const at::Tensor& grad_output_arg, const at::Tensor& input_arg,
                                                        const at::Tensor& weight, const ConvGeometry& g,
                                                        bool need_input, bool need_weight) {
-  const at::Tensor input = input_arg.contiguous(at::MemoryFormat::ChannelsLast);
+  // The input in NHWC only where dw reads it (dx alone needs its sizes).
+  const at::Tensor input = need_weight ? input_arg.contiguous(at::MemoryFormat::ChannelsLast) : input_arg;
   const at::Tensor grad_output = grad_output_arg.contiguous(at::MemoryFormat::ChannelsLast);
   const NhwcProblem p = make_problem(g, input.element_size(), int64_t(need_input) + int64_t(need_weight));
-  const at::Tensor dy_rows = rows_of(grad_output), in_rows = rows_of(input);
+  const at::Tensor dy_rows = rows_of(grad_output), in_rows = need_weight ? rows_of(input) : at::Tensor();
   const at::Tensor w_rows = weight_rows(weight);  // (O, K)
   at::Tensor grad_input = need_input ? new_channels_last(input.sizes(), input) : unrequested_output(input);
   if (need_input) grad_input.zero_();

@@ -79,8 +79,8 @@ std::pair<at::Tensor, at::Tensor> nhwc_depthwise_conv2d_backward(const at::Tenso
                                                          input.const_data_ptr<float>(), partial, g, begin, end);
       });
     }
-    // (kh, kw, C) -> (C, 1, kh, kw): the memory of a channels_last depthwise weight.
-    grad_weight = partials.sum(0).permute({2, 0, 1}).unsqueeze(1);
+    // (kh, kw, C) -> (C, 1, kh, kw), contiguous: for that shape the same memory as channels_last.
+    grad_weight = partials.sum(0).permute({2, 0, 1}).contiguous().unsqueeze(1);
   }
   return {grad_input, grad_weight};
 }
