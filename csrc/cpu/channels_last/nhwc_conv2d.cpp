@@ -108,8 +108,7 @@ at::Tensor weight_rows(const at::Tensor& weight) {
       {weight.size(0), weight.size(1) * weight.size(2) * weight.size(3)});
 }
 
-// Runs body(q0, count, columns) over the tiles; columns is the tile's (count, K) block of `buffer` (null when
-// pointwise: the caller reads the input rows).
+// Runs body(q0, count) over the tiles: positions [q0, q0 + count), in order (the GEMMs thread inside).
 template <typename Body>
 void for_each_tile(const NhwcProblem& p, const Body& body) {
   for (int64_t q0 = 0; q0 < p.positions; q0 += p.tile) body(q0, std::min(p.tile, p.positions - q0));
