@@ -4,6 +4,7 @@
 // dx is the GEMM dy . weight into the tile's column gradient, then col2im adds it onto dx in parallel over blocks
 // of channels (each element one writer, a fixed order: deterministic).
 #include "cpu/channels_last/nhwc_conv2d.h"
+#include "cpu/channels_last/nhwc_tensors.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -114,15 +115,11 @@ void for_each_tile(const NhwcProblem& p, const Body& body) {
   for (int64_t q0 = 0; q0 < p.positions; q0 += p.tile) body(q0, std::min(p.tile, p.positions - q0));
 }
 
-at::Tensor new_channels_last(at::IntArrayRef sizes, const at::Tensor& like) {
-  return at::empty(sizes, like.options().memory_format(at::MemoryFormat::ChannelsLast));
-}
-
 }  // namespace
 
 at::Tensor nhwc_conv2d(const at::Tensor& input_arg, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        const ConvGeometry& g) {
-  const at::Tensor input = input_arg.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor input = channels_last(input_arg);
   const int64_t O = weight.size(0);
   at::Tensor output = new_channels_last({g.batch, O, g.out_h, g.out_w}, input);
   if (output.numel() == 0) return output;
@@ -152,8 +149,8 @@ std::pair<at::Tensor, at::Tensor> nhwc_conv2d_backward(const at::Tensor& grad_ou
                                                        const at::Tensor& weight, const ConvGeometry& g,
                                                        bool need_input, bool need_weight) {
   // The input in NHWC only where dw reads it (dx alone needs its sizes).
-  const at::Tensor input = need_weight ? input_arg.contiguous(at::MemoryFormat::ChannelsLast) : input_arg;
-  const at::Tensor grad_output = grad_output_arg.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor input = need_weight ? channels_last(input_arg) : input_arg;
+  const at::Tensor grad_output = channels_last(grad_output_arg);
   const NhwcProblem p = make_problem(g, input.element_size(), int64_t(need_input) + int64_t(need_weight));
   const at::Tensor dy_rows = rows_of(grad_output), in_rows = need_weight ? rows_of(input) : at::Tensor();
   const at::Tensor w_rows = weight_rows(weight);  // (O, K)

@@ -2,6 +2,7 @@
 // weight tap-major), the kernels of nhwc_depthwise_simd.inc once per instruction set, and dw's per-thread partial
 // sums added in thread order (deterministic for a thread count).
 #include "cpu/channels_last/nhwc_depthwise.h"
+#include "cpu/channels_last/nhwc_tensors.h"
 
 #include <ATen/Parallel.h>
 
@@ -23,12 +24,6 @@ namespace {
 
 // The weight (C, 1, kh, kw) as (kh, kw, C): a tap's channels contiguous.
 at::Tensor tap_major(const at::Tensor& weight) { return weight.permute({2, 3, 0, 1}).contiguous(); }
-
-at::Tensor channels_last(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
-
-at::Tensor new_channels_last(at::IntArrayRef sizes, const at::Tensor& like) {
-  return at::empty(sizes, like.options().memory_format(at::MemoryFormat::ChannelsLast));
-}
 
 }  // namespace
 
