@@ -13,8 +13,8 @@ _TEXTBOOK_RULE = ("the textbook path: im2col, one GEMM per group, bias; col2im f
 
 
 class KernelChoice(NamedTuple):
-    """A pass's kernel ('implicit', 'exact_taps', 'padded', 'depthwise_simd', 'phased', 'depthwise', 'tiled' or
-    'textbook') and the rule, in words, that chose it (csrc/cpu/kernel_table.cpp)."""
+    """A pass's kernel ('implicit', 'exact_taps', 'padded', 'depthwise_simd', 'phased', 'depthwise',
+    'depthwise_nhwc', 'direct_nhwc', 'tiled_nhwc', 'tiled' or 'textbook') and the rule, in words, that chose it (csrc/cpu/kernel_table.cpp)."""
     kernel: str
     rule: str
 

@@ -16,7 +16,7 @@ PASSES = ("forward", "grad_input", "grad_weight")
 # Real layers, channels and planes cut down to keep the test quick where the kernel choice allows it:
 # (in, out, size, kernel, stride, padding, groups[, dilation]).
 LAYERS = {
-    "resnet-stem": (3, 16, (23, 23), 7, 2, 3, 1),
+    "resnet-stem": (3, 32, (23, 23), 7, 2, 3, 1),
     "resnet-3x3": (64, 64, (9, 9), 3, 1, 1, 1),
     "resnet-down-3x3": (64, 128, (9, 9), 3, 2, 1, 1),
     "resnet-down-1x1": (64, 128, (9, 9), 1, 2, 0, 1),
@@ -30,6 +30,7 @@ LAYERS = {
     "depthwise-multiplier": (8, 16, (9, 9), 3, 1, 1, 8),
     "depthwise-dilated": (20, 20, (10, 9), 3, 2, 3, 20, 2),  # padding beyond the kernel's reach on one side
     "dilated": (32, 32, (10, 10), 3, 1, 2, 1, 2),
+    "padding-beyond-reach": (32, 32, (8, 8), 3, 1, 3, 1),  # dx as a convolution of dy would crop: padding -1
     "grouped": (32, 64, (8, 8), 3, 1, 1, 2),
     "squeeze-1x1-plane": (48, 16, (1, 1), 1, 1, 0, 1),
 }
@@ -177,3 +178,13 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == ("tiled_nhwc", "tiled_nhwc", nhwc_dw)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
         assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == ("tiled_nhwc",) * 3  # no layout change
+        # channels_last 3x3 layers under 512 channels and the 3-channel stems: the direct NHWC kernel on AVX-512
+        # (its 6 x 64 register blocks need 32 registers), the tiled path on NHWC memory on AVX2.
+        direct = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
+        assert kernels_of((1, 64, 64, 56, 3), channels_last=True, padding=1)[:2] == (direct, direct)
+        assert kernels_of((5, 256, 256, 14, 3), channels_last=True, padding=1)[:2] == (direct, direct)
+        assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[0] == direct
+        # Not stride 2 with wide inputs, nor dx where its convolution of dy would have a negative padding.
+        assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == ("tiled_nhwc",) * 2
+        forward, grad_input, _ = kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)
+        assert (forward == "direct_nhwc") == (isa == "avx512") and grad_input != "direct_nhwc"

@@ -6,6 +6,7 @@
 #include "cpu/channel_lanes/channel_lanes.h"
 #include "cpu/channels_last/nhwc_conv2d.h"
 #include "cpu/channels_last/nhwc_depthwise.h"
+#include "cpu/channels_last/nhwc_direct.h"
 #include "cpu/depthwise/depthwise_conv2d.h"
 #include "cpu/grad_input/grad_input_as_conv2d.h"
 #include "cpu/implicit/implicit_conv2d.h"
@@ -18,6 +19,11 @@
 namespace conv_ext::cpu {
 
 namespace {
+
+// The kernels that run on NHWC memory (a channels_last op's as it is).
+bool on_nhwc(CpuKernel kernel) {
+  return kernel == CpuKernel::tiled_nhwc || kernel == CpuKernel::depthwise_nhwc || kernel == CpuKernel::direct_nhwc;
+}
 
 // The forward kernels that need no columns (float32, our SIMD layer): also the kernels of dx as a convolution of
 // dy. Null for the others.
@@ -64,7 +70,7 @@ at::Tensor conv2d_cpu_contiguous(const at::Tensor& input_arg, const at::Tensor& 
   const CpuKernel kernel =
       choose_cpu_kernels(input.scalar_type(), g, groups, out_channels, at::MemoryFormat::Contiguous).forward;
   // The NHWC kernels run from the front door (conv2d_cpu), which asks the same table first.
-  TORCH_INTERNAL_ASSERT(kernel != CpuKernel::tiled_nhwc && kernel != CpuKernel::depthwise_nhwc);
+  TORCH_INTERNAL_ASSERT(!on_nhwc(kernel));
   if (const Conv2dKernel conv2d = column_free_conv2d(kernel)) {
     at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w}, input.options());
     conv2d(input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
@@ -101,7 +107,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
       choose_cpu_kernels(input.scalar_type(), g, groups, out_channels, at::MemoryFormat::Contiguous);
   for (const auto& [needed, kernel] :
        {std::pair{need_input, kernels.grad_input}, std::pair{need_weight, kernels.grad_weight}}) {
-    TORCH_INTERNAL_ASSERT(!needed || (kernel != CpuKernel::tiled_nhwc && kernel != CpuKernel::depthwise_nhwc));
+    TORCH_INTERNAL_ASSERT(!needed || !on_nhwc(kernel));
   }
   at::Tensor grad_input = unused(), grad_weight = unused();
 
@@ -148,15 +154,27 @@ std::optional<CpuKernels> nhwc_candidates(const at::Tensor& input, const at::Ten
   return choose_cpu_kernels(input.scalar_type(), g, groups, weight.size(0), format);
 }
 
-// The kernels that run on NHWC memory (a channels_last op's as it is).
-bool on_nhwc(CpuKernel kernel) { return kernel == CpuKernel::tiled_nhwc || kernel == CpuKernel::depthwise_nhwc; }
+at::Tensor nhwc_forward(CpuKernel kernel, const at::Tensor& input, const at::Tensor& weight,
+                        const std::optional<at::Tensor>& bias, const ConvGeometry& g) {
+  switch (kernel) {
+    case CpuKernel::depthwise_nhwc: return nhwc_depthwise_conv2d(input, weight, bias, g);
+    case CpuKernel::direct_nhwc: return nhwc_direct_conv2d(input, weight, bias, g);
+    default: return nhwc_conv2d(input, weight, bias, g);
+  }
+}
 
 std::pair<at::Tensor, at::Tensor> nhwc_backward(CpuKernel kernel, const at::Tensor& grad_output,
                                                 const at::Tensor& input, const at::Tensor& weight,
                                                 const ConvGeometry& g, bool need_input, bool need_weight) {
-  return kernel == CpuKernel::depthwise_nhwc
-      ? nhwc_depthwise_conv2d_backward(grad_output, input, weight, g, need_input, need_weight)
-      : nhwc_conv2d_backward(grad_output, input, weight, g, need_input, need_weight);
+  switch (kernel) {
+    case CpuKernel::depthwise_nhwc:
+      return nhwc_depthwise_conv2d_backward(grad_output, input, weight, g, need_input, need_weight);
+    case CpuKernel::direct_nhwc:  // dx only (the dw table has no direct_nhwc)
+      TORCH_INTERNAL_ASSERT(need_input && !need_weight);
+      return {nhwc_direct_grad_input(grad_output, input, weight, g), unrequested_output(input)};
+    default:
+      return nhwc_conv2d_backward(grad_output, input, weight, g, need_input, need_weight);
+  }
 }
 
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -169,10 +187,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const s
     if (kernels && on_nhwc(kernels->forward)) {
       const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in conv2d_cpu_contiguous
       const std::optional<at::Tensor> contiguous_bias = bias ? std::optional(bias->contiguous()) : std::nullopt;
-      return in_memory_format(kernels->forward == CpuKernel::depthwise_nhwc
-                                  ? nhwc_depthwise_conv2d(input, weight, contiguous_bias, g)
-                                  : nhwc_conv2d(input, weight, contiguous_bias, g),
-                              format);
+      return in_memory_format(nhwc_forward(kernels->forward, input, weight, contiguous_bias, g), format);
     }
   }
   return in_memory_format(conv2d_cpu_contiguous(input, weight, bias, stride, padding, dilation, groups), format);

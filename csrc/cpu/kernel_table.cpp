@@ -150,6 +150,33 @@ bool pointwise_nhwc(const Problem& p) {
   return p.format == at::MemoryFormat::ChannelsLast && is_pointwise(p.g) && tiled_nhwc(p);
 }
 
+// The direct forward on channels_last memory (channels_last/nhwc_direct.cpp): no columns; register blocks of 6
+// output positions (any, across rows and samples) x 64 output channels, on AVX-512 only: AVX2's 16 registers hold
+// 6 x 16, which measured slower than tiled_nhwc on most network layers (64->128 3x3 at 56x56, batch 8: forward 6.6
+// against 3.8 ms; the 7x7 stem 24.4 against 18.7). It runs the convolution of `geometry` (the problem's, or dx's
+// as a convolution of dy) with `outs` output channels and `ins` input channels, groups 1, where:
+// - outs is 32 to 511: under 32 half the lanes of a block idle or more (the seed's 16->32 5x5 at 14x14, batch 32:
+//   dx, 16 output channels, 1.26 against the exact-taps kernel's 0.81 ms); from 512 the tiled path's GEMM (MKL) beats it
+//   (512->512 3x3 on 7x7, batch 8, channels_last: forward 8.4 against 8.4, dx 8.9 against 7.6; 256->256 on
+//   14x14: forward 6.8 against 7.2, dx 6.8 against 7.5; 64->64 on 56x56: forward 6.4 against 11.8, dx 6.3 against
+//   11.4; AVX-512, Intel Xeon, 2 threads, ms);
+// - it is not pointwise: a pointwise GEMM reads the input rows in place, with no columns to save (tiled_nhwc);
+// - stride 1, or under 16 input channels, where im2col's runs of C channels are short: the 7x7 stem of ResNet
+//   (3->64, stride 2) 1.0 against 2.4 ms at batch 1, MobileNetV2's 3->32 3x3 stride 2 0.21 against 0.40. With
+//   stride 2 and wide inputs its blocks' windows share less of L1 (64->128 3x3 at 56x56, batch 8: 4.4 against 3.8);
+// - the padding is not negative (dx's may be, where the op's exceeds d*(k-1)).
+bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs, int64_t ins) {
+  return p.format == at::MemoryFormat::ChannelsLast && simd_float32(p) && simd_isa() == SimdIsa::avx512 &&
+         p.groups == 1 && outs >= 32 && outs < 512 && !is_pointwise(geometry) &&
+         (unit_stride(geometry) || ins < 16) && geometry.pad_h >= 0 && geometry.pad_w >= 0;
+}
+bool direct_nhwc(const Problem& p) { return direct_nhwc_takes(p, p.g, p.out_channels, p.g.channels); }
+// dx for stride 1 as the convolution of dy (C output channels, O input channels).
+bool direct_nhwc_dx(const Problem& p) {
+  return unit_stride(p.g) &&
+         direct_nhwc_takes(p, transposed_geometry(p.g, p.out_channels), p.g.channels, p.out_channels);
+}
+
 bool always(const Problem&) { return true; }
 
 // ---- The tables ------------------------------------------------------------------------------------------------
@@ -159,6 +186,9 @@ bool always(const Problem&) { return true; }
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
 constexpr const char* kDepthwiseNhwc = "float32 on the SIMD kernels, channels_last tensors, depthwise with one output "
                                        "channel per group: the channels in the lanes, on the NHWC memory as it is";
+constexpr const char* kDirectNhwc = "float32 on AVX-512, channels_last tensors, groups 1, 32 to 511 output channels, "
+                                    "not pointwise, stride 1 or < 16 input channels: the direct NHWC convolution, no "
+                                    "columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
@@ -176,6 +206,8 @@ struct Entry {
 
 const Entry kForward[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
+    // Ahead of the contiguous kernels, which would take a channels_last problem through a layout change.
+    {CpuKernel::direct_nhwc, direct_nhwc, kDirectNhwc},
     // Output channels in the lanes over a zero-padded copy of the input: for stride_w > 1, where the implicit
     // GEMM's lanes along the output positions would need even-lane permutes (with stride_w 1 the implicit GEMM
     // measured faster on every suite shape). The exact-taps forward runs these problems too, but took 1.16x to
@@ -209,6 +241,9 @@ const Entry kForward[] = {
 const Entry kGradInput[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
+    {CpuKernel::direct_nhwc, direct_nhwc_dx,
+     "float32 on AVX-512, channels_last tensors, groups 1, stride 1, 32 to 511 input channels, not pointwise: dx as "
+     "the direct NHWC convolution of dy"},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
      [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; },
@@ -319,7 +354,7 @@ std::optional<CpuKernel> preferred_cpu_kernel(int pass) {
 
 std::optional<CpuKernel> cpu_kernel_named(const std::string& name) {
   for (CpuKernel kernel : {CpuKernel::padded, CpuKernel::exact_taps, CpuKernel::implicit, CpuKernel::phased,
-                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::depthwise_nhwc,
+                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::depthwise_nhwc, CpuKernel::direct_nhwc,
                            CpuKernel::tiled_nhwc, CpuKernel::tiled}) {
     if (name == kernel_name(kernel)) return kernel;
   }
@@ -347,6 +382,7 @@ const char* kernel_name(CpuKernel kernel) {
     case CpuKernel::depthwise: return "depthwise";
     case CpuKernel::depthwise_simd: return "depthwise_simd";
     case CpuKernel::depthwise_nhwc: return "depthwise_nhwc";
+    case CpuKernel::direct_nhwc: return "direct_nhwc";
     case CpuKernel::tiled_nhwc: return "tiled_nhwc";
     case CpuKernel::tiled: return "tiled";
   }

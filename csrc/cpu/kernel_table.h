@@ -16,11 +16,11 @@
 
 namespace conv_ext::cpu {
 
-// The kernel families (folders of cpu/). phased runs dx only (grad_input/); depthwise_nhwc and tiled_nhwc
-// (channels_last/) read channels_last memory as it is; the others run the forward, and where the table says so dx (as a convolution
-// of dy) or dw.
+// The kernel families (folders of cpu/). phased runs dx only (grad_input/); depthwise_nhwc, direct_nhwc (forward
+// and dx) and tiled_nhwc (channels_last/) read channels_last memory as it is; the others run the forward, and where
+// the table says so dx (as a convolution of dy) or dw.
 enum class CpuKernel {
-  padded, exact_taps, implicit, phased, depthwise, depthwise_simd, depthwise_nhwc, tiled_nhwc, tiled
+  padded, exact_taps, implicit, phased, depthwise, depthwise_simd, depthwise_nhwc, direct_nhwc, tiled_nhwc, tiled
 };
 struct CpuKernels {
   CpuKernel forward, grad_input, grad_weight;

@@ -1,0 +1,22 @@
+// The direct forward on NHWC memory (nhwc_direct.cpp): no columns; a register block holds output channels in its
+// lanes and any run of output positions in its rows, reading a zero-padded NHWC copy of the input (the input itself
+// where it is channels_last and unpadded). float32 on our SIMD layer, groups 1, any stride and dilation.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "textbook/im2col.h"
+
+namespace conv_ext::cpu {
+
+// The forward: input (N, C, H, W) in any memory format, weight (O, C, kh, kw); returns the output in channels_last.
+at::Tensor nhwc_direct_conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                              const ConvGeometry& geometry);
+
+// dx for stride 1: the same kernel on dy (transposed_geometry, whose padding must not be negative), in channels_last.
+at::Tensor nhwc_direct_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                                  const ConvGeometry& geometry);
+
+}  // namespace conv_ext::cpu
