@@ -72,16 +72,16 @@ void im2col_nhwc(const scalar_t* input, scalar_t* columns, int64_t q0, int64_t c
   });
 }
 
-// Adds the column gradient of positions [q0, q0 + count) onto dx (N, H, W, C): the inverse of im2col_nhwc. In
-// parallel over blocks of channels, so that every element of dx has one writer, who adds in position order.
+// Adds the column gradient of positions [q0, q0 + count) onto dx (N, H, W, C): the inverse of im2col_nhwc. Every
+// element of dx has one writer, who adds in position order: in parallel over the positions where the windows do not
+// overlap (a stride at least the dilated kernel's extent, as in a strided 1x1 layer: each input pixel is read by one
+// position at most), else over blocks of channels.
 template <typename scalar_t>
 void col2im_nhwc_add(const scalar_t* columns, scalar_t* grad_input, int64_t q0, int64_t count,
                      const ConvGeometry& g) {
   const int64_t C = g.channels, depth = g.kernel_h * g.kernel_w * C;
-  constexpr int64_t kBlock = 64;
-  at::parallel_for(0, (C + kBlock - 1) / kBlock, 1, [&](int64_t begin, int64_t end) {
-    const int64_t c0 = begin * kBlock, c1 = std::min(C, end * kBlock);
-    for (int64_t r = 0; r < count; ++r) {
+  auto add_rows = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    for (int64_t r = r0; r < r1; ++r) {
       const Position at = position(q0 + r, g);
       const scalar_t* in = columns + r * depth;
       for (int64_t i = 0; i < g.kernel_h; ++i) {
@@ -94,6 +94,17 @@ void col2im_nhwc_add(const scalar_t* columns, scalar_t* grad_input, int64_t q0, 
         }
       }
     }
+  };
+  const bool disjoint_windows = g.stride_h > (g.kernel_h - 1) * g.dilation_h &&
+                                g.stride_w > (g.kernel_w - 1) * g.dilation_w;
+  if (disjoint_windows) {
+    at::parallel_for(0, count, std::max<int64_t>(1, 16384 / depth),
+                     [&](int64_t begin, int64_t end) { add_rows(begin, end, 0, C); });
+    return;
+  }
+  constexpr int64_t kBlock = 64;
+  at::parallel_for(0, (C + kBlock - 1) / kBlock, 1, [&](int64_t begin, int64_t end) {
+    add_rows(0, count, begin * kBlock, std::min(C, end * kBlock));
   });
 }
 
