@@ -185,6 +185,10 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 64, 64, 56, 3), channels_last=True, padding=1)[:2] == (direct, direct)
         assert kernels_of((5, 256, 256, 14, 3), channels_last=True, padding=1)[:2] == (direct, direct)
         assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[0] == direct
+        # Contiguous: the direct forward from 64 to 255 output channels at stride 1 (its padded copy is the layout
+        # change), not dx, nor 256 channels.
+        assert kernels_of((8, 64, 64, 56, 3), padding=1)[:2] == ("direct_nhwc" if isa == "avx512" else "tiled", "tiled")
+        assert kernels_of((8, 256, 256, 14, 3), padding=1)[0] == "tiled"
         # Not stride 2 with wide inputs, nor dx where its convolution of dy would have a negative padding.
         assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == ("tiled_nhwc",) * 2
         forward, grad_input, _ = kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)

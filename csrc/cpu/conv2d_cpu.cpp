@@ -154,24 +154,27 @@ std::optional<CpuKernels> nhwc_candidates(const at::Tensor& input, const at::Ten
   return choose_cpu_kernels(input.scalar_type(), g, groups, weight.size(0), format);
 }
 
+// A forward on NHWC memory; the direct kernel writes `format` itself (the others channels_last).
 at::Tensor nhwc_forward(CpuKernel kernel, const at::Tensor& input, const at::Tensor& weight,
-                        const std::optional<at::Tensor>& bias, const ConvGeometry& g) {
+                        const std::optional<at::Tensor>& bias, const ConvGeometry& g, at::MemoryFormat format) {
   switch (kernel) {
     case CpuKernel::depthwise_nhwc: return nhwc_depthwise_conv2d(input, weight, bias, g);
-    case CpuKernel::direct_nhwc: return nhwc_direct_conv2d(input, weight, bias, g);
+    case CpuKernel::direct_nhwc: return nhwc_direct_conv2d(input, weight, bias, g, format);
     default: return nhwc_conv2d(input, weight, bias, g);
   }
 }
 
+// dx and/or dw on NHWC memory (as nhwc_forward, the direct kernel's dx in `format`).
 std::pair<at::Tensor, at::Tensor> nhwc_backward(CpuKernel kernel, const at::Tensor& grad_output,
                                                 const at::Tensor& input, const at::Tensor& weight,
-                                                const ConvGeometry& g, bool need_input, bool need_weight) {
+                                                const ConvGeometry& g, at::MemoryFormat format, bool need_input,
+                                                bool need_weight) {
   switch (kernel) {
     case CpuKernel::depthwise_nhwc:
       return nhwc_depthwise_conv2d_backward(grad_output, input, weight, g, need_input, need_weight);
     case CpuKernel::direct_nhwc:  // dx only (the dw table has no direct_nhwc)
       TORCH_INTERNAL_ASSERT(need_input && !need_weight);
-      return {nhwc_direct_grad_input(grad_output, input, weight, g), unrequested_output(input)};
+      return {nhwc_direct_grad_input(grad_output, input, weight, g, format), unrequested_output(input)};
     default:
       return nhwc_conv2d_backward(grad_output, input, weight, g, need_input, need_weight);
   }
@@ -187,7 +190,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const s
     if (kernels && on_nhwc(kernels->forward)) {
       const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in conv2d_cpu_contiguous
       const std::optional<at::Tensor> contiguous_bias = bias ? std::optional(bias->contiguous()) : std::nullopt;
-      return in_memory_format(nhwc_forward(kernels->forward, input, weight, contiguous_bias, g), format);
+      return in_memory_format(nhwc_forward(kernels->forward, input, weight, contiguous_bias, g, format), format);
     }
   }
   return in_memory_format(conv2d_cpu_contiguous(input, weight, bias, stride, padding, dilation, groups), format);
@@ -208,10 +211,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
       const bool dw = output_mask[1] && on_nhwc(kernels->grad_weight);
       const at::AutoDispatchBelowADInplaceOrView below_autograd;
       if (dx && dw && kernels->grad_input == kernels->grad_weight) {  // one walk for both
-        std::tie(nhwc_dx, nhwc_dw) = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, true, true);
+        std::tie(nhwc_dx, nhwc_dw) = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, format, true, true);
       } else {
-        if (dx) nhwc_dx = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, true, false).first;
-        if (dw) nhwc_dw = nhwc_backward(kernels->grad_weight, grad_output, input, weight, g, false, true).second;
+        if (dx) nhwc_dx = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, format, true, false).first;
+        if (dw) nhwc_dw = nhwc_backward(kernels->grad_weight, grad_output, input, weight, g, format, false, true).second;
       }
       rest[0] = rest[0] && !dx;
       rest[1] = rest[1] && !dw;

@@ -150,30 +150,45 @@ bool pointwise_nhwc(const Problem& p) {
   return p.format == at::MemoryFormat::ChannelsLast && is_pointwise(p.g) && tiled_nhwc(p);
 }
 
-// The direct forward on channels_last memory (channels_last/nhwc_direct.cpp): no columns; register blocks of 6
-// output positions (any, across rows and samples) x 64 output channels, on AVX-512 only: AVX2's 16 registers hold
-// 6 x 16, which measured slower than tiled_nhwc on most network layers (64->128 3x3 at 56x56, batch 8: forward 6.6
-// against 3.8 ms; the 7x7 stem 24.4 against 18.7). It runs the convolution of `geometry` (the problem's, or dx's
-// as a convolution of dy) with `outs` output channels and `ins` input channels, groups 1, where:
+// The direct kernel on NHWC memory (channels_last/nhwc_direct.cpp): no columns; register blocks of 6 output
+// positions (any, across rows and samples) x 64 output channels, on AVX-512 only: AVX2's 16 registers hold 6 x 16,
+// which measured slower than tiled_nhwc on most network layers (64->128 3x3 at 56x56, batch 8: forward 6.6 against
+// 3.8 ms; the 7x7 stem 24.4 against 18.7). It runs the convolution of `geometry` (the problem's, or dx's as a
+// convolution of dy) with `outs` output channels and `ins` input channels, groups 1, where:
 // - outs is 32 to 511: under 32 half the lanes of a block idle or more (the seed's 16->32 5x5 at 14x14, batch 32:
-//   dx, 16 output channels, 1.26 against the exact-taps kernel's 0.81 ms); from 512 the tiled path's GEMM (MKL) beats it
-//   (512->512 3x3 on 7x7, batch 8, channels_last: forward 8.4 against 8.4, dx 8.9 against 7.6; 256->256 on
-//   14x14: forward 6.8 against 7.2, dx 6.8 against 7.5; 64->64 on 56x56: forward 6.4 against 11.8, dx 6.3 against
-//   11.4; AVX-512, Intel Xeon, 2 threads, ms);
+//   dx, 16 output channels, 1.26 against the exact-taps kernel's 0.81 ms); from 512 the tiled path's GEMM (MKL)
+//   beats it (512->512 3x3 on 7x7, batch 8, channels_last: forward 8.4 against 8.4, dx 8.9 against 7.6; 256->256
+//   on 14x14: forward 6.8 against 7.2, dx 6.8 against 7.5; 64->64 on 56x56: forward 6.4 against 11.8, dx 6.3
+//   against 11.4; AVX-512, Intel Xeon, 2 threads, ms);
 // - it is not pointwise: a pointwise GEMM reads the input rows in place, with no columns to save (tiled_nhwc);
 // - stride 1, or under 16 input channels, where im2col's runs of C channels are short: the 7x7 stem of ResNet
 //   (3->64, stride 2) 1.0 against 2.4 ms at batch 1, MobileNetV2's 3->32 3x3 stride 2 0.21 against 0.40. With
 //   stride 2 and wide inputs its blocks' windows share less of L1 (64->128 3x3 at 56x56, batch 8: 4.4 against 3.8);
 // - the padding is not negative (dx's may be, where the op's exceeds d*(k-1)).
 bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs, int64_t ins) {
-  return p.format == at::MemoryFormat::ChannelsLast && simd_float32(p) && simd_isa() == SimdIsa::avx512 &&
-         p.groups == 1 && outs >= 32 && outs < 512 && !is_pointwise(geometry) &&
-         (unit_stride(geometry) || ins < 16) && geometry.pad_h >= 0 && geometry.pad_w >= 0;
+  return simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 && outs >= 32 && outs < 512 &&
+         !is_pointwise(geometry) && (unit_stride(geometry) || ins < 16) && geometry.pad_h >= 0 &&
+         geometry.pad_w >= 0;
 }
-bool direct_nhwc(const Problem& p) { return direct_nhwc_takes(p, p.g, p.out_channels, p.g.channels); }
-// dx for stride 1 as the convolution of dy (C output channels, O input channels).
+
+// The forward on channels_last tensors; on contiguous ones too where the tiled path would run (>= 64 output
+// channels), up to 255, stride 1: its padded copy lays the input out in NHWC and each chunk of the output is
+// transposed into the planes, and it still beats im2col + GEMM there (contiguous, ms, against the tiled path:
+// 64->64 3x3 on 56x56 0.96 against 1.16 at batch 1, 7.8 against 8.4 at batch 8; 128->128 on 28x28 0.93 against
+// 1.13, 7.1 against 7.9; VGG's 64->128 on 112x112 6.9 against 7.9, 71.7 against 76.0), but not from 256 output
+// channels (256->256 on 14x14 at batch 1: 1.21 against 1.03) nor on the 3-channel stems (7x7 at batch 8: 11.1
+// against 9.2, the NCHW input's copy).
+bool direct_nhwc(const Problem& p) {
+  const bool contiguous_wins = columns_pay(p) && p.out_channels < 256 && unit_stride(p.g);
+  return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
+         direct_nhwc_takes(p, p.g, p.out_channels, p.g.channels);
+}
+
+// dx for stride 1 as the convolution of dy (C output channels, O input channels), on channels_last tensors only:
+// on contiguous ones the NCHW dy's copy and dx's transposes cost more than it saves on large planes (VGG's 64->128
+// 3x3 on 112x112 at batch 8: 84.9 against the tiled path's 64.0 ms).
 bool direct_nhwc_dx(const Problem& p) {
-  return unit_stride(p.g) &&
+  return p.format == at::MemoryFormat::ChannelsLast && unit_stride(p.g) &&
          direct_nhwc_takes(p, transposed_geometry(p.g, p.out_channels), p.g.channels, p.out_channels);
 }
 
@@ -186,8 +201,9 @@ bool always(const Problem&) { return true; }
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
 constexpr const char* kDepthwiseNhwc = "float32 on the SIMD kernels, channels_last tensors, depthwise with one output "
                                        "channel per group: the channels in the lanes, on the NHWC memory as it is";
-constexpr const char* kDirectNhwc = "float32 on AVX-512, channels_last tensors, groups 1, 32 to 511 output channels, "
-                                    "not pointwise, stride 1 or < 16 input channels: the direct NHWC convolution, no "
+constexpr const char* kDirectNhwc = "float32 on AVX-512, groups 1, not pointwise, and channels_last tensors with 32 to "
+                                    "511 output channels and stride 1 or < 16 input channels, or contiguous ones with "
+                                    "64 to 255 output channels and stride 1: the direct convolution on NHWC memory, no "
                                     "columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "

@@ -69,28 +69,32 @@ at::Tensor packed_weight(const at::Tensor& weight_arg, int64_t lanes, bool for_g
 
 // The kernel on `input` with the op's weight (or, for_grad_input, on dy with dx's weight), geometry g.
 at::Tensor run(const at::Tensor& input, const at::Tensor& weight, bool for_grad_input, const float* bias,
-               const ConvGeometry& g) {
+               const ConvGeometry& g, at::MemoryFormat output_format) {
   TORCH_INTERNAL_ASSERT(g.pad_h >= 0 && g.pad_w >= 0);
   const int64_t out_channels = weight.size(for_grad_input ? 1 : 0);
   const at::Tensor padded = padded_nhwc(input, g);
   const at::Tensor packed =
       packed_weight(weight, CONV_EXT_SIMD_KERNEL(nhwc_direct_lanes)(out_channels), for_grad_input);
-  at::Tensor output = new_channels_last({g.batch, out_channels, g.out_h, g.out_w}, input);
+  const bool nchw_output = output_format != at::MemoryFormat::ChannelsLast;
+  at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w},
+                                input.options().memory_format(nchw_output ? at::MemoryFormat::Contiguous
+                                                                          : at::MemoryFormat::ChannelsLast));
   CONV_EXT_SIMD_KERNEL(nhwc_direct_conv2d)(padded.const_data_ptr<float>(), packed.const_data_ptr<float>(), bias,
-                                           output.mutable_data_ptr<float>(), g, out_channels);
+                                           output.mutable_data_ptr<float>(), nchw_output, g, out_channels);
   return output;
 }
 
 }  // namespace
 
 at::Tensor nhwc_direct_conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                              const ConvGeometry& g) {
-  return run(input, weight, false, bias ? bias->const_data_ptr<float>() : nullptr, g);
+                              const ConvGeometry& g, at::MemoryFormat output_format) {
+  return run(input, weight, false, bias ? bias->const_data_ptr<float>() : nullptr, g, output_format);
 }
 
 at::Tensor nhwc_direct_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                                  const ConvGeometry& g) {
-  at::Tensor grad_input = run(grad_output, weight, true, nullptr, transposed_geometry(g, weight.size(0)));
+                                  const ConvGeometry& g, at::MemoryFormat output_format) {
+  at::Tensor grad_input =
+      run(grad_output, weight, true, nullptr, transposed_geometry(g, weight.size(0)), output_format);
   TORCH_INTERNAL_ASSERT(grad_input.sizes() == input.sizes());
   return grad_input;
 }

@@ -11,12 +11,14 @@
 
 namespace conv_ext::cpu {
 
-// The forward: input (N, C, H, W) in any memory format, weight (O, C, kh, kw); returns the output in channels_last.
+// The forward: input (N, C, H, W) in any memory format, weight (O, C, kh, kw); returns the output in
+// `output_format` (channels_last, or contiguous: each chunk of the NHWC result transposed into the planes).
 at::Tensor nhwc_direct_conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                              const ConvGeometry& geometry);
+                              const ConvGeometry& geometry, at::MemoryFormat output_format);
 
-// dx for stride 1: the same kernel on dy (transposed_geometry, whose padding must not be negative), in channels_last.
+// dx for stride 1: the same kernel on dy (transposed_geometry, whose padding must not be negative), in
+// `output_format`.
 at::Tensor nhwc_direct_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                                  const ConvGeometry& geometry);
+                                  const ConvGeometry& geometry, at::MemoryFormat output_format);
 
 }  // namespace conv_ext::cpu
