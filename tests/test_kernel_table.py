@@ -170,6 +170,10 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled_nhwc", "tiled_nhwc", nhwc_dw)
         assert kernels_of((3, 256, 256, 14, 3), padding=1)[:2] == ("tiled", "tiled")  # 196 positions
         assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", "tiled")
+        # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample, at batch 1 too.
+        assert kernels_of((1, 512, 2048, 7, 1))[2] == "tiled_nhwc"
+        assert kernels_of((1, 1024, 2048, 14, 1), stride=2)[2] == "tiled_nhwc"
+        assert kernels_of((1, 256, 1024, 14, 1))[2] != "tiled_nhwc"  # 196 positions
         # MobileNetV2's projection: a pointwise forward on the GEMM, dx (few output channels) column-free.
         assert kernels_of((5, 144, 24, 56, 1)) == ("tiled", "implicit", "tiled")
         assert kernels_of((8, 16, 32, 14, 5), padding=2) == ("exact_taps",) * 3  # the seed's second layer

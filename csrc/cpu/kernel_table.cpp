@@ -306,6 +306,19 @@ const Entry kGradWeight[] = {
      [](const Problem& p) { return p.format == at::MemoryFormat::ChannelsLast && columns_pay(p) && tiled_nhwc(p); },
      "channels_last tensors, groups 1, float32 or float64, >= 64 output channels: dy^T . columns on the NHWC "
      "memory"},
+    // A 1x1 dw on an output plane under 128 positions with >= 64 output channels per group, in any memory format:
+    // one GEMM over the NHWC rows of every sample, where the tiled path's GEMMs have a depth of one plane and the
+    // exact-taps dw streams the wide weight (contiguous, ms: ResNet-50's 512->2048 on 7 x 7 2.88 -> 1.08 at batch 1,
+    // 6.8 -> 3.9 at 8, 21.4 -> 14.9 at 32; its 1024->2048 stride 2 4.5 -> 1.9, 15.3 -> 8.3, 47.1 -> 31.8;
+    // MobileNetV2's 160->960 on 7 x 7 0.32 -> 0.19 at batch 1, 2.47 -> 3.28 at 32, the one loss). For 3x3 kernels
+    // the two were level (512->512 on 7 x 7: 4.5 against the exact-taps dw's 4.2 at batch 1, 11.1 against 11.8 at 8).
+    {CpuKernel::tiled_nhwc,
+     [](const Problem& p) {
+       return p.g.kernel_h == 1 && p.g.kernel_w == 1 && columns_pay(p) && p.g.out_plane() < 128 && p.groups == 1 &&
+              (p.dtype == at::kFloat || p.dtype == at::kDouble);
+     },
+     "1x1, groups 1, float32 or float64, >= 64 output channels, an output plane under 128 positions: one GEMM over "
+     "the NHWC rows of every sample"},
     // A pointwise dw (1x1, stride 1, no padding) is a GEMM over the input itself, which the tiled path runs
     // without columns: faster there than on the exact-taps dw (the pointwise suite shape, AVX-512 on an Intel Xeon
     // with AMX, 2 threads: 1.51 against 1.83 ms).
