@@ -211,10 +211,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
       const bool dw = output_mask[1] && on_nhwc(kernels->grad_weight);
       const at::AutoDispatchBelowADInplaceOrView below_autograd;
       if (dx && dw && kernels->grad_input == kernels->grad_weight) {  // one walk for both
-        std::tie(nhwc_dx, nhwc_dw) = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, format, true, true);
+        std::tie(nhwc_dx, nhwc_dw) =
+            nhwc_backward(kernels->grad_input, grad_output, input, weight, g, format, true, true);
       } else {
-        if (dx) nhwc_dx = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, format, true, false).first;
-        if (dw) nhwc_dw = nhwc_backward(kernels->grad_weight, grad_output, input, weight, g, format, false, true).second;
+        if (dx) {
+          nhwc_dx = nhwc_backward(kernels->grad_input, grad_output, input, weight, g, format, true, false).first;
+        }
+        if (dw) {
+          nhwc_dw = nhwc_backward(kernels->grad_weight, grad_output, input, weight, g, format, false, true).second;
+        }
       }
       rest[0] = rest[0] && !dx;
       rest[1] = rest[1] && !dw;

@@ -391,8 +391,8 @@ std::optional<CpuKernel> preferred_cpu_kernel(int pass) {
 
 std::optional<CpuKernel> cpu_kernel_named(const std::string& name) {
   for (CpuKernel kernel : {CpuKernel::padded, CpuKernel::exact_taps, CpuKernel::implicit, CpuKernel::phased,
-                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::depthwise_nhwc, CpuKernel::direct_nhwc,
-                           CpuKernel::tiled_nhwc, CpuKernel::tiled}) {
+                           CpuKernel::depthwise, CpuKernel::depthwise_simd, CpuKernel::depthwise_nhwc,
+                           CpuKernel::direct_nhwc, CpuKernel::tiled_nhwc, CpuKernel::tiled}) {
     if (name == kernel_name(kernel)) return kernel;
   }
   return std::nullopt;
