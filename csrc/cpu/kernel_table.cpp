@@ -119,6 +119,12 @@ bool exact_taps_dw(const Problem& p) {
   return simd_dw(p) && channel_lanes(p, p.group_out) && (p.group_in >= 8 || !implicit_dw(p));
 }
 
+// What the GEMMs on NHWC rows take (tiled_nhwc's rules below): groups 1 (a group's channels would be a strided
+// slice of every row) and the dtypes of ATen's float GEMMs without a wider sum (float32, float64).
+bool nhwc_gemm_runs(const Problem& p) { return p.groups == 1 && (p.dtype == at::kFloat || p.dtype == at::kDouble); }
+// A narrow layer: its GEMM dominates (columns_pay) on an output plane under 128 positions.
+bool narrow_plane(const Problem& p) { return columns_pay(p) && p.g.out_plane() < 128; }
+
 // The tiled path on channels_last memory (channels_last/nhwc_conv2d.cpp): its im2col copies runs of C channels and
 // its GEMMs take output positions as rows, (N*Ho*Wo, O), across samples. Where the op's tensors are channels_last
 // it reads and writes them as they are (the tiled path would take input and output through a layout change, a
@@ -128,13 +134,9 @@ bool exact_taps_dw(const Problem& p) {
 // Intel Xeon, 2 threads, ms, tiled against tiled_nhwc): 512->512 3x3 forward 10.1 -> 7.8 at batch 8, 37.2 -> 27.7
 // at 32, dx 11.0 -> 8.0 and 40.3 -> 34.5; 2048->512 1x1 forward 4.1 -> 3.4 at batch 8, dx 5.2 -> 3.3 (at batch 32
 // dx 20.1 -> 21.9, the one loss); on 14 x 14 the two were even (256->256 3x3 forward 7.2 against 8.0 at batch 8,
-// 5.4 against 4.6 at batch 5). Groups 1
-// (a group's channels would be a strided slice of every row) and the dtypes of ATen's float GEMMs without a wider
-// sum (float32, float64).
+// 5.4 against 4.6 at batch 5).
 bool tiled_nhwc(const Problem& p) {
-  const bool narrow_planes = columns_pay(p) && p.g.batch > 1 && p.g.out_plane() < 128;
-  return (p.format == at::MemoryFormat::ChannelsLast || narrow_planes) && p.groups == 1 &&
-         (p.dtype == at::kFloat || p.dtype == at::kDouble);
+  return (p.format == at::MemoryFormat::ChannelsLast || (narrow_plane(p) && p.g.batch > 1)) && nhwc_gemm_runs(p);
 }
 
 // Depthwise on channels_last memory with the channels in the lanes (channels_last/nhwc_depthwise.cpp): no layout
@@ -314,8 +316,7 @@ const Entry kGradWeight[] = {
     // the two were level (512->512 on 7 x 7: 4.5 against the exact-taps dw's 4.2 at batch 1, 11.1 against 11.8 at 8).
     {CpuKernel::tiled_nhwc,
      [](const Problem& p) {
-       return p.g.kernel_h == 1 && p.g.kernel_w == 1 && columns_pay(p) && p.g.out_plane() < 128 && p.groups == 1 &&
-              (p.dtype == at::kFloat || p.dtype == at::kDouble);
+       return p.g.kernel_h == 1 && p.g.kernel_w == 1 && narrow_plane(p) && nhwc_gemm_runs(p);
      },
      "1x1, groups 1, float32 or float64, >= 64 output channels, an output plane under 128 positions: one GEMM over "
      "the NHWC rows of every sample"},
