@@ -156,42 +156,47 @@ bool pointwise_nhwc(const Problem& p) {
 // positions (any, across rows and samples) x 64 output channels, on AVX-512 only: AVX2's 16 registers hold 6 x 16,
 // which measured slower than tiled_nhwc on most network layers (64->128 3x3 at 56x56, batch 8: forward 6.6 against
 // 3.8 ms; the 7x7 stem 24.4 against 18.7). It runs the convolution of `geometry` (the problem's, or dx's as a
-// convolution of dy) with `outs` output channels and `ins` input channels, groups 1, where:
-// - outs is 32 to 511: under 32 half the lanes of a block idle or more (the seed's 16->32 5x5 at 14x14, batch 32:
-//   dx, 16 output channels, 1.26 against the exact-taps kernel's 0.81 ms); from 512 the tiled path's GEMM (MKL)
-//   beats it (512->512 3x3 on 7x7, batch 8, channels_last: forward 8.4 against 8.4, dx 8.9 against 7.6; 256->256
-//   on 14x14: forward 6.8 against 7.2, dx 6.8 against 7.5; 64->64 on 56x56: forward 6.4 against 11.8, dx 6.3
-//   against 11.4; AVX-512, Intel Xeon, 2 threads, ms);
-// - it is not pointwise: a pointwise GEMM reads the input rows in place, with no columns to save (tiled_nhwc);
-// - stride 1, or under 16 input channels, where im2col's runs of C channels are short: the 7x7 stem of ResNet
-//   (3->64, stride 2) 1.0 against 2.4 ms at batch 1, MobileNetV2's 3->32 3x3 stride 2 0.21 against 0.40. With
-//   stride 2 and wide inputs its blocks' windows share less of L1 (64->128 3x3 at 56x56, batch 8: 4.4 against 3.8);
-// - the padding is not negative (dx's may be, where the op's exceeds d*(k-1)).
-bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs, int64_t ins) {
-  return simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 && outs >= 32 && outs < 512 &&
-         !is_pointwise(geometry) && (unit_stride(geometry) || ins < 16) && geometry.pad_h >= 0 &&
-         geometry.pad_w >= 0;
+// convolution of dy) with `outs` output channels, groups 1, where:
+// - outs >= 32: under 32 half the lanes of a block idle or more (the seed's 16->32 5x5 at 14x14, batch 32: dx,
+//   16 output channels, 1.26 against the exact-taps kernel's 0.81 ms);
+// - the kernel is not 1x1: a 1x1 GEMM reads the input rows in place, with no columns to save (64->128 1x1 stride 2
+//   at 56x56, batch 8: 1.24x torch's time against tiled_nhwc's 1.06x);
+// - the weight it packs per call is under 2^20 floats, or there are >= 256 output positions to share the packing
+//   (512->512 3x3 on 7x7, channels_last: at batch 1 forward 1.17x torch against tiled_nhwc's 1.16x and the NCHW
+//   tiled path's 0.80x, dx 1.25x against 0.91x; at batch 8 forward 0.92x against 1.03x, dx 0.93x against 0.95x).
+// It reads the input unpadded and skips the taps in the padding, so stride and padding are free: channels_last
+// 3x3 layers at stride 2 measured 0.96x-1.14x torch's time against tiled_nhwc's 1.10x-1.39x (ResNet's 64->128 at
+// 56x56, 128->256 at 28x28, 256->512 at 14x14, batch 1 and 8; AVX-512, Intel Xeon, 2 threads).
+bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
+  const int64_t weight = outs * geometry.channels * geometry.kernel_h * geometry.kernel_w;
+  const int64_t positions = geometry.batch * geometry.out_h * geometry.out_w;
+  return simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 && outs >= 32 &&
+         geometry.kernel_h * geometry.kernel_w > 1 && (weight < (int64_t{1} << 20) || positions >= 256);
 }
 
 // The forward on channels_last tensors; on contiguous ones too where the tiled path would run (>= 64 output
-// channels), up to 255, stride 1: its padded copy lays the input out in NHWC and each chunk of the output is
-// transposed into the planes, and it still beats im2col + GEMM there (contiguous, ms, against the tiled path:
-// 64->64 3x3 on 56x56 0.96 against 1.16 at batch 1, 7.8 against 8.4 at batch 8; 128->128 on 28x28 0.93 against
-// 1.13, 7.1 against 7.9; VGG's 64->128 on 112x112 6.9 against 7.9, 71.7 against 76.0), but not from 256 output
-// channels (256->256 on 14x14 at batch 1: 1.21 against 1.03) nor on the 3-channel stems (7x7 at batch 8: 11.1
-// against 9.2, the NCHW input's copy).
+// channels) at stride 1: the kernel's NHWC copy of the input is the layout change, and each chunk of the output is
+// transposed into the planes. It beats im2col + GEMM there (contiguous, ms, against the tiled path: 64->64 3x3 on
+// 56x56 0.96 against 1.16 at batch 1, 7.8 against 8.4 at batch 8; 128->128 on 28x28 0.93 against 1.13, 7.1
+// against 7.9; VGG's 64->128 on 112x112 6.9 against 7.9, 71.7 against 76.0), from 256 output channels only with
+// >= 256 output positions (x torch's time, against the tiled path: 256->256 on 14x14 1.04 against 1.22 at batch
+// 8, 1.18 against 1.05 at batch 1; 512->512 on 14x14 1.07 against 1.17 at batch 8, 1.31 against 1.09 at batch 1),
+// and not at stride 2 (64->128 on 56x56 at batch 8: 1.30 against 1.17), nor under 16 input channels (VGG's 3->64
+// stem at batch 1: 2.5 against 0.83, most of its time in the transposes of its 64 output planes).
 bool direct_nhwc(const Problem& p) {
-  const bool contiguous_wins = columns_pay(p) && p.out_channels < 256 && unit_stride(p.g);
+  const bool many_positions = p.g.batch * p.g.out_h * p.g.out_w >= 256;
+  const bool contiguous_wins =
+      columns_pay(p) && unit_stride(p.g) && p.g.channels >= 16 && (p.out_channels < 256 || many_positions);
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
-         direct_nhwc_takes(p, p.g, p.out_channels, p.g.channels);
+         direct_nhwc_takes(p, p.g, p.out_channels);
 }
 
 // dx for stride 1 as the convolution of dy (C output channels, O input channels), on channels_last tensors only:
 // on contiguous ones the NCHW dy's copy and dx's transposes cost more than it saves on large planes (VGG's 64->128
-// 3x3 on 112x112 at batch 8: 84.9 against the tiled path's 64.0 ms).
+// 3x3 on 112x112 at batch 8: 1.29x torch's time against the tiled path's 1.06x).
 bool direct_nhwc_dx(const Problem& p) {
   return p.format == at::MemoryFormat::ChannelsLast && unit_stride(p.g) &&
-         direct_nhwc_takes(p, transposed_geometry(p.g, p.out_channels), p.g.channels, p.out_channels);
+         direct_nhwc_takes(p, transposed_geometry(p.g, p.out_channels), p.g.channels);
 }
 
 bool always(const Problem&) { return true; }
@@ -203,10 +208,11 @@ bool always(const Problem&) { return true; }
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
 constexpr const char* kDepthwiseNhwc = "float32 on the SIMD kernels, channels_last tensors, depthwise with one output "
                                        "channel per group: the channels in the lanes, on the NHWC memory as it is";
-constexpr const char* kDirectNhwc = "float32 on AVX-512, groups 1, not pointwise, and channels_last tensors with 32 to "
-                                    "511 output channels and stride 1 or < 16 input channels, or contiguous ones with "
-                                    "64 to 255 output channels and stride 1: the direct convolution on NHWC memory, no "
-                                    "columns";
+constexpr const char* kDirectNhwc =
+    "float32 on AVX-512, groups 1, >= 32 output channels, a kernel larger than 1x1, a weight under 2^20 floats or "
+    ">= 256 output positions, and channels_last tensors, or contiguous ones at stride 1 with >= 16 input channels and "
+    "64 to 255 output channels, or more and >= 256 output positions: the direct convolution on NHWC memory, no "
+    "columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
@@ -260,8 +266,8 @@ const Entry kGradInput[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
-     "float32 on AVX-512, channels_last tensors, groups 1, stride 1, 32 to 511 input channels, not pointwise: dx as "
-     "the direct NHWC convolution of dy"},
+     "float32 on AVX-512, channels_last tensors, groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1, "
+     "a weight under 2^20 floats or >= 256 input positions: dx as the direct NHWC convolution of dy"},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
      [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; },

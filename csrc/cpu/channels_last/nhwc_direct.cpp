@@ -1,4 +1,4 @@
-// The direct NHWC forward (nhwc_direct.h): the zero-padded NHWC copy of its input, the kernel of
+// The direct NHWC forward (nhwc_direct.h): its input in NHWC memory, the kernel of
 // nhwc_direct_simd.inc once per instruction set, and dx at stride 1 as that forward on dy.
 #include "cpu/channels_last/nhwc_direct.h"
 #include "cpu/channels_last/nhwc_tensors.h"
@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "cpu/grad_input/grad_input_as_conv2d.h"
@@ -18,24 +19,12 @@ namespace conv_ext::cpu {
 
 namespace {
 
-// The input of geometry g as (N, H + 2p_h, W + 2p_w, C) floats with zeros in the padding: the input's own memory
-// where it is channels_last and unpadded, else a copy (from any memory format).
-at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g) {
+// The input in NHWC memory, (N, H, W, C): its own where it is channels_last, else a copy.
+at::Tensor nhwc(const at::Tensor& input) {
   const at::Tensor nhwc = input.permute({0, 2, 3, 1});
-  if (g.pad_h == 0 && g.pad_w == 0 && nhwc.is_contiguous()) return nhwc;
-  at::Tensor padded = at::empty({g.batch, g.height + 2 * g.pad_h, g.width + 2 * g.pad_w, g.channels}, input.options());
-  record_workspace_bytes(padded.numel() * padded.element_size());
-  if (g.pad_h > 0) {
-    padded.narrow(1, 0, g.pad_h).zero_();
-    padded.narrow(1, g.pad_h + g.height, g.pad_h).zero_();
-  }
-  const at::Tensor rows = padded.narrow(1, g.pad_h, g.height);
-  if (g.pad_w > 0) {
-    rows.narrow(2, 0, g.pad_w).zero_();
-    rows.narrow(2, g.pad_w + g.width, g.pad_w).zero_();
-  }
-  rows.narrow(2, g.pad_w, g.width).copy_(nhwc);
-  return padded;
+  if (nhwc.is_contiguous()) return nhwc;
+  record_workspace_bytes(nhwc.numel() * nhwc.element_size());
+  return nhwc.contiguous();
 }
 
 // The weight of the convolution that the kernel runs, packed for it: packed[((b * taps + tap) * C' + c) * lanes + l]
@@ -70,16 +59,15 @@ at::Tensor packed_weight(const at::Tensor& weight_arg, int64_t lanes, bool for_g
 // The kernel on `input` with the op's weight (or, for_grad_input, on dy with dx's weight), geometry g.
 at::Tensor run(const at::Tensor& input, const at::Tensor& weight, bool for_grad_input, const float* bias,
                const ConvGeometry& g, at::MemoryFormat output_format) {
-  TORCH_INTERNAL_ASSERT(g.pad_h >= 0 && g.pad_w >= 0);
   const int64_t out_channels = weight.size(for_grad_input ? 1 : 0);
-  const at::Tensor padded = padded_nhwc(input, g);
+  const at::Tensor nhwc_input = nhwc(input);
   const at::Tensor packed =
       packed_weight(weight, CONV_EXT_SIMD_KERNEL(nhwc_direct_lanes)(out_channels), for_grad_input);
   const bool nchw_output = output_format != at::MemoryFormat::ChannelsLast;
   at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w},
                                 input.options().memory_format(nchw_output ? at::MemoryFormat::Contiguous
                                                                           : at::MemoryFormat::ChannelsLast));
-  CONV_EXT_SIMD_KERNEL(nhwc_direct_conv2d)(padded.const_data_ptr<float>(), packed.const_data_ptr<float>(), bias,
+  CONV_EXT_SIMD_KERNEL(nhwc_direct_conv2d)(nhwc_input.const_data_ptr<float>(), packed.const_data_ptr<float>(), bias,
                                            output.mutable_data_ptr<float>(), nchw_output, g, out_channels);
   return output;
 }

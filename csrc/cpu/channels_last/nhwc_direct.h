@@ -1,6 +1,7 @@
 // The direct forward on NHWC memory (nhwc_direct.cpp): no columns; a register block holds output channels in its
-// lanes and any run of output positions in its rows, reading a zero-padded NHWC copy of the input (the input itself
-// where it is channels_last and unpadded). float32 on our SIMD layer, groups 1, any stride and dilation.
+// lanes and any run of output positions in its rows, reading the NHWC input unpadded (the input itself where it is
+// channels_last) and skipping the taps in the padding. float32 on our SIMD layer, groups 1, any stride, padding and
+// dilation.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -16,8 +17,7 @@ namespace conv_ext::cpu {
 at::Tensor nhwc_direct_conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                               const ConvGeometry& geometry, at::MemoryFormat output_format);
 
-// dx for stride 1: the same kernel on dy (transposed_geometry, whose padding must not be negative), in
-// `output_format`.
+// dx for stride 1: the same kernel on dy (transposed_geometry; its padding may be negative), in `output_format`.
 at::Tensor nhwc_direct_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                                   const ConvGeometry& geometry, at::MemoryFormat output_format);
 
