@@ -33,6 +33,7 @@ LAYERS = {
     "padding-beyond-reach": (32, 32, (8, 8), 3, 1, 3, 1),  # dx as a convolution of dy would crop: padding -1
     "grouped": (32, 64, (8, 8), 3, 1, 1, 2),
     "squeeze-1x1-plane": (48, 16, (1, 1), 1, 1, 0, 1),
+    "odd-channels": (40, 50, (9, 7), 3, 1, 1, 1),  # lanes past C, a block of output channels past O
 }
 BATCHES = (1, 5, 9)  # register blocks are 8 samples (exact taps) and 4, 6 or 12 rows: none divides 5 or 9
 
@@ -180,7 +181,8 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 144, 144, 56, 3), groups=144, padding=1)[0] == "depthwise_simd"
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
         # (dw with >= 64 output channels on NHWC memory too, not through a layout change to the exact-taps dw.)
-        assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == ("tiled_nhwc",) * 3
+        direct_dw = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
+        assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == ("tiled_nhwc",) * 2 + (direct_dw,)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
         assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == ("tiled_nhwc",) * 3  # no layout change
         # channels_last layers with kernels larger than 1x1: the direct NHWC kernel on AVX-512 (its 6 x 64 register
@@ -193,9 +195,12 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == (direct, "tiled_nhwc")
         if isa == "avx512":
             assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == (direct, direct)
-        # Not 1x1 kernels (the GEMM reads their rows in place), nor a large weight on few positions (its packing).
-        assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2)[0] == "tiled_nhwc"
-        assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1)[:2] == (direct, direct)  # 392
+        # Not 1x1 kernels (the GEMM reads their rows in place), nor a large weight on few positions (its packing);
+        # dw the other way round: the direct dw on few positions, the GEMM over many.
+        assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == ("tiled_nhwc",) * 3
+        assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1) == (direct, direct, "tiled_nhwc")  # 392
+        assert kernels_of((8, 64, 64, 56, 3), channels_last=True, padding=1)[2] == direct_dw
+        assert kernels_of((8, 16, 32, 14, 5), channels_last=True, padding=2)[2] != "direct_nhwc"  # 16 input channels
         # Contiguous: the direct forward at stride 1 from 64 output channels, from 256 on with >= 256 output
         # positions (its NHWC copy is the layout change); not dx.
         contiguous_direct = "direct_nhwc" if isa == "avx512" else "tiled"

@@ -172,9 +172,9 @@ std::pair<at::Tensor, at::Tensor> nhwc_backward(CpuKernel kernel, const at::Tens
   switch (kernel) {
     case CpuKernel::depthwise_nhwc:
       return nhwc_depthwise_conv2d_backward(grad_output, input, weight, g, need_input, need_weight);
-    case CpuKernel::direct_nhwc:  // dx only (the dw table has no direct_nhwc)
-      TORCH_INTERNAL_ASSERT(need_input && !need_weight);
-      return {nhwc_direct_grad_input(grad_output, input, weight, g, format), unrequested_output(input)};
+    case CpuKernel::direct_nhwc:
+      return {need_input ? nhwc_direct_grad_input(grad_output, input, weight, g, format) : unrequested_output(input),
+              need_weight ? nhwc_direct_grad_weight(grad_output, input, weight, g) : unrequested_output(input)};
     default:
       return nhwc_conv2d_backward(grad_output, input, weight, g, need_input, need_weight);
   }

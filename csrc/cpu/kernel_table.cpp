@@ -167,11 +167,18 @@ bool pointwise_nhwc(const Problem& p) {
 // It reads the input unpadded and skips the taps in the padding, so stride and padding are free: channels_last
 // 3x3 layers at stride 2 measured 0.96x-1.14x torch's time against tiled_nhwc's 1.10x-1.39x (ResNet's 64->128 at
 // 56x56, 128->256 at 28x28, 256->512 at 14x14, batch 1 and 8; AVX-512, Intel Xeon, 2 threads).
+// A weight of 2^20 floats or more (512->512 3x3 has 2.4M, 256->256 0.6M), and the output positions (all samples):
+// the direct kernels' forward and dx pack the weight per call, which pays only over many positions; their dw sums
+// into it, where the tiled path's GEMM does better over many positions.
+bool large_weight(const ConvGeometry& g, int64_t outs) {
+  return outs * g.channels * g.kernel_h * g.kernel_w >= (int64_t{1} << 20);
+}
+int64_t output_positions(const ConvGeometry& g) { return g.batch * g.out_h * g.out_w; }
+
 bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
-  const int64_t weight = outs * geometry.channels * geometry.kernel_h * geometry.kernel_w;
-  const int64_t positions = geometry.batch * geometry.out_h * geometry.out_w;
   return simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 && outs >= 32 &&
-         geometry.kernel_h * geometry.kernel_w > 1 && (weight < (int64_t{1} << 20) || positions >= 256);
+         geometry.kernel_h * geometry.kernel_w > 1 &&
+         (!large_weight(geometry, outs) || output_positions(geometry) >= 256);
 }
 
 // The forward on channels_last tensors; on contiguous ones too where the tiled path would run (>= 64 output
@@ -184,7 +191,7 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // and not at stride 2 (64->128 on 56x56 at batch 8: 1.30 against 1.17), nor under 16 input channels (VGG's 3->64
 // stem at batch 1: 2.5 against 0.83, most of its time in the transposes of its 64 output planes).
 bool direct_nhwc(const Problem& p) {
-  const bool many_positions = p.g.batch * p.g.out_h * p.g.out_w >= 256;
+  const bool many_positions = output_positions(p.g) >= 256;
   const bool contiguous_wins =
       columns_pay(p) && unit_stride(p.g) && p.g.channels >= 16 && (p.out_channels < 256 || many_positions);
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
@@ -197,6 +204,20 @@ bool direct_nhwc(const Problem& p) {
 bool direct_nhwc_dx(const Problem& p) {
   return p.format == at::MemoryFormat::ChannelsLast && unit_stride(p.g) &&
          direct_nhwc_takes(p, transposed_geometry(p.g, p.out_channels), p.g.channels);
+}
+
+// dw without columns on channels_last tensors (channels_last/nhwc_direct_grad_weight.cpp), AVX-512: the input
+// channels in the lanes (so >= 32 of them), a block of 6 output channels in the rows, summed over the positions
+// whose taps lie in the input. Against the tiled path's dy^T . columns on NHWC memory (x torch's time, AVX-512,
+// Intel Xeon, 2 threads, batch 1 / 8): 64->64 3x3 on 56x56 1.05 / 1.19 against 1.36 / 1.46; 128->128 on 28x28
+// 0.93 / 1.17 against 1.26 / 1.35; 256->256 on 14x14 0.68 / 1.02 against 0.91 / 1.21; 512->512 on 7x7 0.43 / 0.83
+// against 0.63 / 0.84; VGG's 64->128 on 112x112 0.99 / 0.94 against 1.19 / 1.13. Not for a large weight over
+// >= 256 positions, where the GEMM does better (VGG's 512->512 on 28x28: 1.03 / 1.06 against 0.91 / 0.91; ResNet-50's
+// 512->512 stride 2 on 14x14 at batch 8: 0.72 against 0.58).
+bool direct_nhwc_dw(const Problem& p) {
+  return p.format == at::MemoryFormat::ChannelsLast && simd_float32(p) && simd_isa() == SimdIsa::avx512 &&
+         p.groups == 1 && p.g.kernel_h * p.g.kernel_w > 1 && p.g.channels >= 32 &&
+         !(large_weight(p.g, p.out_channels) && output_positions(p.g) >= 256);
 }
 
 bool always(const Problem&) { return true; }
@@ -306,6 +327,9 @@ const Entry kGradInput[] = {
 const Entry kGradWeight[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
+    {CpuKernel::direct_nhwc, direct_nhwc_dw,
+     "float32 on AVX-512, channels_last tensors, groups 1, a kernel larger than 1x1, >= 32 input channels, a weight "
+     "under 2^20 floats or under 256 output positions: dw without columns"},
     // A channels_last dw with >= 64 output channels per group: dy^T . columns on the NHWC memory, ahead of the
     // exact-taps dw, which takes dy and x through a layout change (channels_last, AVX-512, Intel Xeon, 2 threads, ms:
     // 512->512 3x3 on 7x7 2.7 against 6.0 at batch 1, 8.9 against 12.6 at batch 8; 256->512 1x1 stride 2 on 56x56

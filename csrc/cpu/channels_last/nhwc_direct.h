@@ -21,4 +21,10 @@ at::Tensor nhwc_direct_conv2d(const at::Tensor& input, const at::Tensor& weight,
 at::Tensor nhwc_direct_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                                   const ConvGeometry& geometry, at::MemoryFormat output_format);
 
+// dw without columns (nhwc_direct_grad_weight.cpp): input channels in the lanes, a block of output channels in the
+// rows, summed over the output positions whose taps lie in the input. Returns (O, C, kh, kw) in channels_last
+// memory.
+at::Tensor nhwc_direct_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                                   const ConvGeometry& geometry);
+
 }  // namespace conv_ext::cpu
