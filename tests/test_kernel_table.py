@@ -162,13 +162,17 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
     """ResNet-18's last stage at batch 1 ran the exact-taps kernels at 24x torch's time: wide layers run the tiled
     path's GEMM; few output channels per group keep the column-free kernels; depthwise layers their own."""
     with settings.simd_isa(isa):
-        dw_of_wide = "exact_taps" if isa == "avx512" else "tiled"
+        # dw of a large weight on under 256 positions: the direct dw on AVX-512 (through a layout change).
+        dw_of_wide = "direct_nhwc" if isa == "avx512" else "tiled"
         assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", "tiled", dw_of_wide)
         # Output planes under 128 positions: at batch 1 the tiled path's one GEMM covers the plane; at batch > 1 the
         # NHWC tiled path's GEMMs run over the positions of several samples (through a layout change).
         assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", dw_of_wide)
         nhwc_dw = dw_of_wide if dw_of_wide != "tiled" else "tiled_nhwc"
         assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled_nhwc", "tiled_nhwc", nhwc_dw)
+        # Over 256 positions, or a smaller weight, the exact-taps dw (AVX-512).
+        assert kernels_of((8, 512, 512, 7, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
+        assert kernels_of((1, 64, 64, 56, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled")
         assert kernels_of((3, 256, 256, 14, 3), padding=1)[1] == "tiled"  # 196 positions a plane: not narrow
         assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", "tiled")
         # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample, at batch 1 too.

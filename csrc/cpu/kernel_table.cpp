@@ -213,11 +213,15 @@ bool direct_nhwc_dx(const Problem& p) {
 // 0.93 / 1.17 against 1.26 / 1.35; 256->256 on 14x14 0.68 / 1.02 against 0.91 / 1.21; 512->512 on 7x7 0.43 / 0.83
 // against 0.63 / 0.84; VGG's 64->128 on 112x112 0.99 / 0.94 against 1.19 / 1.13. Not for a large weight over
 // >= 256 positions, where the GEMM does better (VGG's 512->512 on 28x28: 1.03 / 1.06 against 0.91 / 0.91; ResNet-50's
-// 512->512 stride 2 on 14x14 at batch 8: 0.72 against 0.58).
+// 512->512 stride 2 on 14x14 at batch 8: 0.72 against 0.58). On contiguous tensors, through a layout change of x and
+// dy, only for a large weight on few positions: there it beats the exact-taps dw (512->512 on 7x7 at batch 1: 1.15
+// against 1.52; 256->512 stride 2 on 14x14: 1.06 against 1.40), elsewhere it does not (64->64 on 56x56 at batch 8:
+// 1.33 against 1.14).
 bool direct_nhwc_dw(const Problem& p) {
-  return p.format == at::MemoryFormat::ChannelsLast && simd_float32(p) && simd_isa() == SimdIsa::avx512 &&
-         p.groups == 1 && p.g.kernel_h * p.g.kernel_w > 1 && p.g.channels >= 32 &&
-         !(large_weight(p.g, p.out_channels) && output_positions(p.g) >= 256);
+  const bool large = large_weight(p.g, p.out_channels), few_positions = output_positions(p.g) < 256;
+  const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few_positions : large && few_positions;
+  return wins && simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 &&
+         p.g.kernel_h * p.g.kernel_w > 1 && p.g.channels >= 32;
 }
 
 bool always(const Problem&) { return true; }
@@ -328,8 +332,9 @@ const Entry kGradWeight[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     {CpuKernel::direct_nhwc, direct_nhwc_dw,
-     "float32 on AVX-512, channels_last tensors, groups 1, a kernel larger than 1x1, >= 32 input channels, a weight "
-     "under 2^20 floats or under 256 output positions: dw without columns"},
+     "float32 on AVX-512, groups 1, a kernel larger than 1x1, >= 32 input channels, and channels_last tensors with a "
+     "weight under 2^20 floats or under 256 output positions, or contiguous ones with a larger weight and under 256 "
+     "output positions: dw without columns"},
     // A channels_last dw with >= 64 output channels per group: dy^T . columns on the NHWC memory, ahead of the
     // exact-taps dw, which takes dy and x through a layout change (channels_last, AVX-512, Intel Xeon, 2 threads, ms:
     // 512->512 3x3 on 7x7 2.7 against 6.0 at batch 1, 8.9 against 12.6 at batch 8; 256->512 1x1 stride 2 on 56x56
