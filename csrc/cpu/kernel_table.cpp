@@ -175,10 +175,13 @@ bool large_weight(const ConvGeometry& g, int64_t outs) {
 }
 int64_t output_positions(const ConvGeometry& g) { return g.batch * g.out_h * g.out_w; }
 
+// What every direct kernel (forward, dx, dw) needs: float32 on AVX-512, groups 1, a kernel larger than 1x1.
+bool direct_runs(const Problem& p) {
+  return simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 && p.g.kernel_h * p.g.kernel_w > 1;
+}
+
 bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
-  return simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 && outs >= 32 &&
-         geometry.kernel_h * geometry.kernel_w > 1 &&
-         (!large_weight(geometry, outs) || output_positions(geometry) >= 256);
+  return direct_runs(p) && outs >= 32 && (!large_weight(geometry, outs) || output_positions(geometry) >= 256);
 }
 
 // The forward on channels_last tensors; on contiguous ones too where the tiled path would run (>= 64 output
@@ -220,8 +223,7 @@ bool direct_nhwc_dx(const Problem& p) {
 bool direct_nhwc_dw(const Problem& p) {
   const bool large = large_weight(p.g, p.out_channels), few_positions = output_positions(p.g) < 256;
   const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few_positions : large && few_positions;
-  return wins && simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 &&
-         p.g.kernel_h * p.g.kernel_w > 1 && p.g.channels >= 32;
+  return wins && direct_runs(p) && p.g.channels >= 32;
 }
 
 bool always(const Problem&) { return true; }
