@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/grad_input/grad_input_as_conv2d.h"
+#include "cpu/valid_range.h"
 #include "ops/conv2d_args.h"
 
 #define CONV_EXT_SIMD_BODY "cpu/channels_last/nhwc_depthwise_simd.inc"

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 
+#include "cpu/valid_range.h"
+
 #define CONV_EXT_SIMD_BODY "cpu/channels_last/nhwc_direct_grad_weight_simd.inc"
 #include "cpu/simd/simd_for_each_isa.h"
 
