@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Dict
 
@@ -42,7 +43,7 @@ from conv_ext import settings
 from conv_ext.reference import UnfoldConv2d, conv2d_unfold
 from examples.mnist.model import build_seed_cnn
 
-from . import bench_networks, report_networks
+from . import bench_networks, isa, report_networks
 from .heap import pin_glibc_heap
 from .memory import cuda_peak_bytes, saved_for_backward_bytes
 from .networks import NETWORKS
@@ -94,7 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "run uses the most; the networks' batch-1 layers also run on each count listed")
     parser.add_argument("--simd-isa", choices=["none", "avx2", "avx512"], default=None,
                         help="ext's float32 CPU kernels on this instruction set (default: the best the CPU offers; "
-                             "none: no SIMD kernel, the tiled path on ATen's GEMM)")
+                             "none: no SIMD kernel, the tiled path on ATen's GEMM); avx2 holds torch's CPU kernels "
+                             "to AVX2 as well, as on an AVX2 CPU (benchmarks/isa.py)")
     parser.add_argument("--no-training", action="store_true", help="skip the seed-CNN training step")
     parser.add_argument("--default-heap", action="store_true",
                         help="leave glibc's heap trimming as it is (by default the run pins the heap: see "
@@ -300,6 +302,8 @@ def run_meta(args: argparse.Namespace, heap_pinned: bool) -> dict:
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "quick": args.quick, "glibc_heap_pinned": heap_pinned,
             "ext_simd_isa": settings.current_simd_isa() if args.device == "cpu" else None,
+            "torch_isa_limit": isa.torch_isa_limit() if args.device == "cpu" else None,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability() if args.device == "cpu" else None,
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if args.device == "cuda" else None}
 
 
@@ -394,4 +398,5 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
+    isa.reexec_with_torch_limit("benchmarks.bench", sys.argv[1:])
     main()

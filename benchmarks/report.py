@@ -54,7 +54,16 @@ def run_header(meta: dict, details: str) -> str:
     return (f"Measured {meta['date']} on {machine_label(meta)} ({meta['device']}, {meta['threads']} threads), torch "
             f"{meta['torch']}, medians of {meta['rounds']} interleaved rounds{' (--quick)' if meta['quick'] else ''}"
             f"{details}" + (f" ext's float32 kernels: {meta['ext_simd_isa']}." if meta.get("ext_simd_isa") else "")
-            + _tf32_note(meta) + _heap_note(meta))
+            + _torch_isa_note(meta) + _tf32_note(meta) + _heap_note(meta))
+
+
+def _torch_isa_note(meta: dict) -> str:
+    """Which instruction set torch's own CPU kernels ran on, where ext's ran on a lesser one than the CPU's best."""
+    if meta.get("torch_isa_limit"):
+        return f" torch's CPU kernels (oneDNN, MKL, ATen) held to {meta['torch_isa_limit']} as well."
+    if meta.get("ext_simd_isa") == "avx2" and meta.get("torch_cpu_capability"):
+        return f" torch's CPU kernels not held to avx2 (ATen: {meta['torch_cpu_capability']})."
+    return ""
 
 
 def describe_run(results: dict) -> str:

@@ -1,5 +1,9 @@
 """The benchmark report says, on CUDA, whether torch's cuDNN ran float32 convolutions in TF32 (ext's GEMMs are full
-float32), and --no-tf32 turns TF32 off for the run; whether glibc's heap was pinned (benchmarks/heap.py)."""
+float32), and --no-tf32 turns TF32 off for the run; whether glibc's heap was pinned (benchmarks/heap.py); on
+which instruction set torch's CPU kernels ran (benchmarks/isa.py)."""
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,6 +54,38 @@ def test_the_training_step_takes_three_times_the_rounds_and_says_so(capsys):
     step = results["training_step"]
     assert step["rounds"] == bench.TRAINING_ROUNDS_FACTOR * results["meta"]["rounds"] == 9
     assert f"Adam, medians of {step['rounds']} interleaved rounds):" in capsys.readouterr().out
+
+
+def test_simd_isa_is_read_from_the_command_line_in_either_spelling():
+    from benchmarks.isa import requested_isa
+    assert requested_isa(["--quick", "--simd-isa", "avx2"]) == "avx2"
+    assert requested_isa(["--simd-isa=none", "--quick"]) == "none"
+    assert requested_isa(["--quick"]) is None
+
+
+def test_torch_isa_note_says_where_torch_ran_on_more_than_ext():
+    from benchmarks.report import _torch_isa_note
+    assert _torch_isa_note({"ext_simd_isa": "avx512", "torch_cpu_capability": "AVX512"}) == ""
+    assert "held to avx2 as well" in _torch_isa_note({"ext_simd_isa": "avx2", "torch_isa_limit": "avx2"})
+    assert "not held to avx2 (ATen: AVX512)" in _torch_isa_note({"ext_simd_isa": "avx2",
+                                                                  "torch_cpu_capability": "AVX512"})
+
+
+def test_an_avx2_run_holds_torch_to_avx2_too(tmp_path):
+    """`--simd-isa avx2` re-executes the run with oneDNN, MKL and ATen held to AVX2: ext and torch both as on an
+    AVX2 CPU. Needs a CPU whose best is AVX-512 (where it is AVX2, torch is there already)."""
+    from conv_ext import settings
+    if settings.cpu_simd_isa() != "avx512":
+        import pytest
+        pytest.skip("needs an AVX-512 CPU: there --simd-isa avx2 is a limit below the CPU's best")
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                                                            "ATEN_CPU_CAPABILITY")}
+    subprocess.run([sys.executable, "-m", "benchmarks.bench", "--simd-isa", "avx2", "--quick", "--device", "cpu",
+                    "--shapes", "seed-conv1", "--no-training", "--no-networks", "--out", str(tmp_path)],
+                   cwd=Path(__file__).resolve().parents[1], env=env, check=True, capture_output=True)
+    meta = json.loads((tmp_path / "latest.json").read_text())["meta"]
+    assert (meta["ext_simd_isa"], meta["torch_isa_limit"], meta["torch_cpu_capability"]) == ("avx2", "avx2", "AVX2")
+    assert "held to avx2 as well" in (tmp_path / "latest.md").read_text()
 
 
 def _quick_results():
