@@ -191,16 +191,18 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == ("tiled_nhwc",) * 2 + (direct_dw,)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
         assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == ("tiled_nhwc",) * 3  # no layout change
-        # channels_last layers with kernels larger than 1x1: the direct NHWC kernel on AVX-512 (its 6 x 64 register
-        # blocks need 32 registers), the tiled path on NHWC memory on AVX2. It reads the input unpadded, so strides
-        # (the forward), the 3-channel stems and dx's negative padding (its convolution of dy crops) are its too.
+        # channels_last layers with kernels larger than 1x1: the direct NHWC kernel (on AVX2, whose 6 x 16 blocks
+        # have half the FMAs a broadcast, up to 64 output channels forward, 128 input channels dx; else the tiled
+        # path on NHWC memory). It reads the input unpadded, so strides (the forward), the 3-channel stems and dx's
+        # negative padding (its convolution of dy crops) are its too.
         direct = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
-        assert kernels_of((1, 64, 64, 56, 3), channels_last=True, padding=1)[:2] == (direct, direct)
+        assert kernels_of((1, 64, 64, 56, 3), channels_last=True, padding=1)[:2] == ("direct_nhwc", "direct_nhwc")
         assert kernels_of((5, 256, 256, 14, 3), channels_last=True, padding=1)[:2] == (direct, direct)
-        assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[0] == direct
+        assert kernels_of((5, 128, 256, 14, 3), channels_last=True, padding=1)[1] == "direct_nhwc"  # dx: 128 outs
+        assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[0] == "direct_nhwc"
+        assert kernels_of((1, 3, 64, 224, 3), channels_last=True, padding=1)[0] == direct  # 27 steps a window
         assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == (direct, "tiled_nhwc")
-        if isa == "avx512":
-            assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == (direct, direct)
+        assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == ("direct_nhwc", "direct_nhwc")
         # Not 1x1 kernels (the GEMM reads their rows in place), nor a large weight on few positions (its packing);
         # dw the other way round: the direct dw on few positions, the GEMM over many.
         assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == ("tiled_nhwc",) * 3

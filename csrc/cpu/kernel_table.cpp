@@ -153,10 +153,8 @@ bool pointwise_nhwc(const Problem& p) {
 }
 
 // The direct kernel on NHWC memory (channels_last/nhwc_direct.cpp): no columns; register blocks of 6 output
-// positions (any, across rows and samples) x 64 output channels, on AVX-512 only: AVX2's 16 registers hold 6 x 16,
-// which measured slower than tiled_nhwc on most network layers (64->128 3x3 at 56x56, batch 8: forward 6.6 against
-// 3.8 ms; the 7x7 stem 24.4 against 18.7). It runs the convolution of `geometry` (the problem's, or dx's as a
-// convolution of dy) with `outs` output channels, groups 1, where:
+// positions (any, across rows and samples) x 64 output channels (AVX2: 6 x 16). It runs the convolution of
+// `geometry` (the problem's, or dx's as a convolution of dy) with `outs` output channels, groups 1, where:
 // - outs >= 32: under 32 half the lanes of a block idle or more (the seed's 16->32 5x5 at 14x14, batch 32: dx,
 //   16 output channels, 1.26 against the exact-taps kernel's 0.81 ms);
 // - the kernel is not 1x1: a 1x1 GEMM reads the input rows in place, with no columns to save (64->128 1x1 stride 2
@@ -175,9 +173,24 @@ bool large_weight(const ConvGeometry& g, int64_t outs) {
 }
 int64_t output_positions(const ConvGeometry& g) { return g.batch * g.out_h * g.out_w; }
 
-// What every direct kernel (forward, dx, dw) needs: float32 on AVX-512, groups 1, a kernel larger than 1x1.
+// What every direct kernel (forward, dx, dw) needs: float32 on the SIMD kernels, groups 1, a kernel larger than 1x1
+// (on AVX2 see avx2_direct_pays).
 bool direct_runs(const Problem& p) {
-  return simd_float32(p) && simd_isa() == SimdIsa::avx512 && p.groups == 1 && p.g.kernel_h * p.g.kernel_w > 1;
+  return simd_float32(p) && p.groups == 1 && p.g.kernel_h * p.g.kernel_w > 1;
+}
+
+// On AVX2 a register block is 6 x 16 (12 FMAs to 6 broadcasts and 2 loads a step, where AVX-512's 6 x 64 has 24
+// to 6 and 4), and it beats the tiled path's GEMM (also on AVX2) only on channels_last tensors, with few output
+// channels and a window of >= 32 steps (x torch's time, both on AVX2, Intel Xeon, 2 threads, batch 1 / 8, direct
+// against tiled_nhwc): forward 64->64 3x3 on 56x56 1.14 / 1.15 against 1.24 / 1.26, the 7x7 stem 1.13 / 1.20
+// against 1.51 / 1.59, but VGG's 3->64 3x3 stem (27 steps) 2.84 / 2.10 against 1.88 / 1.28 and 64->128 on 112x112
+// 1.09 / 1.27 against 1.07 / 1.11; dx (outs = the layer's input channels) 64->64 1.16 / 1.19 against 1.70 / 1.59,
+// 128->128 on 28x28 1.01 / 1.06 against 1.32 / 1.33, 256->256 on 56x56 1.03 / 1.11 against 1.10 / 1.02. Its dw
+// lost on most layers (256->256 on 14x14 1.27 / 1.19 against 0.85 / 0.98): AVX-512 only.
+bool avx2_direct_pays(const Problem& p, const ConvGeometry& geometry, int64_t outs, int64_t max_outs) {
+  return simd_isa() != SimdIsa::avx2 ||
+         (p.format == at::MemoryFormat::ChannelsLast && outs <= max_outs &&
+          geometry.channels * geometry.kernel_h * geometry.kernel_w >= 32);
 }
 
 bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
@@ -198,15 +211,16 @@ bool direct_nhwc(const Problem& p) {
   const bool contiguous_wins =
       columns_pay(p) && unit_stride(p.g) && p.g.channels >= 16 && (p.out_channels < 256 || many_positions);
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
-         direct_nhwc_takes(p, p.g, p.out_channels);
+         direct_nhwc_takes(p, p.g, p.out_channels) && avx2_direct_pays(p, p.g, p.out_channels, 64);
 }
 
 // dx for stride 1 as the convolution of dy (C output channels, O input channels), on channels_last tensors only:
 // on contiguous ones the NCHW dy's copy and dx's transposes cost more than it saves on large planes (VGG's 64->128
 // 3x3 on 112x112 at batch 8: 1.29x torch's time against the tiled path's 1.06x).
 bool direct_nhwc_dx(const Problem& p) {
+  const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
   return p.format == at::MemoryFormat::ChannelsLast && unit_stride(p.g) &&
-         direct_nhwc_takes(p, transposed_geometry(p.g, p.out_channels), p.g.channels);
+         direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, dy_conv, p.g.channels, 128);
 }
 
 // dw without columns on channels_last tensors (channels_last/nhwc_direct_grad_weight.cpp), AVX-512: the input
@@ -223,7 +237,7 @@ bool direct_nhwc_dx(const Problem& p) {
 bool direct_nhwc_dw(const Problem& p) {
   const bool large = large_weight(p.g, p.out_channels), few_positions = output_positions(p.g) < 256;
   const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few_positions : large && few_positions;
-  return wins && direct_runs(p) && p.g.channels >= 32;
+  return wins && direct_runs(p) && simd_isa() == SimdIsa::avx512 && p.g.channels >= 32;
 }
 
 bool always(const Problem&) { return true; }
@@ -236,10 +250,10 @@ constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or
 constexpr const char* kDepthwiseNhwc = "float32 on the SIMD kernels, channels_last tensors, depthwise with one output "
                                        "channel per group: the channels in the lanes, on the NHWC memory as it is";
 constexpr const char* kDirectNhwc =
-    "float32 on AVX-512, groups 1, >= 32 output channels, a kernel larger than 1x1, a weight under 2^20 floats or "
+    CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1, a weight under 2^20 floats or "
     ">= 256 output positions, and channels_last tensors, or contiguous ones at stride 1 with >= 16 input channels and "
-    "64 to 255 output channels, or more and >= 256 output positions: the direct convolution on NHWC memory, no "
-    "columns";
+    "64 to 255 output channels, or more and >= 256 output positions (on AVX2: channels_last, <= 64 output channels, "
+    ">= 32 steps a window): the direct convolution on NHWC memory, no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
@@ -293,8 +307,9 @@ const Entry kGradInput[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
-     "float32 on AVX-512, channels_last tensors, groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1, "
-     "a weight under 2^20 floats or >= 256 input positions: dx as the direct NHWC convolution of dy"},
+     CONV_EXT_SIMD_RULE ", channels_last tensors, groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1, "
+     "a weight under 2^20 floats or >= 256 input positions (on AVX2 <= 128 input channels): dx as the direct NHWC "
+     "convolution of dy"},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
      [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; },
