@@ -29,6 +29,8 @@ LAYERS = {
     "depthwise-5x5-narrow": (24, 24, (6, 3), 5, 1, 2, 24),  # a row narrower than the taps
     "depthwise-s2-5x5": (24, 24, (11, 11), 5, 2, 2, 24),
     "depthwise-wide-s2": (72, 72, (9, 10), 3, 2, 1, 72),  # channel blocks of 64 + 8
+    # Few output rows at batch 1: the work splits into slabs of channels too (128 + 72).
+    "depthwise-few-rows": (200, 200, (5, 9), 7, 1, 3, 200),
     "depthwise-multiplier": (8, 16, (9, 9), 3, 1, 1, 8),
     "depthwise-dilated": (20, 20, (10, 9), 3, 2, 3, 20, 2),  # padding beyond the kernel's reach on one side
     "dilated": (32, 32, (10, 10), 3, 1, 2, 1, 2),

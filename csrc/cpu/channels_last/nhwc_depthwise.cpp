@@ -1,6 +1,6 @@
 // Depthwise convolutions on channels_last memory (nhwc_depthwise.h): the tensors laid out for the kernels (the
-// weight tap-major), the kernels of nhwc_depthwise_simd.inc once per instruction set, and dw's per-thread partial
-// sums added in thread order (deterministic for a thread count).
+// weight tap-major), the kernels of nhwc_depthwise_simd.inc once per instruction set, and dw's partial sums per
+// range of rows added in range order (deterministic for a thread count).
 #include "cpu/channels_last/nhwc_depthwise.h"
 #include "cpu/channels_last/nhwc_tensors.h"
 
@@ -15,6 +15,21 @@
 #include "cpu/grad_input/grad_input_as_conv2d.h"
 #include "cpu/valid_range.h"
 #include "ops/conv2d_args.h"
+
+namespace conv_ext::cpu {
+namespace {
+
+// The width of the slabs of channels that the forward and dw split the work into, besides rows of the output: the
+// whole of C where there are rows enough for 4 tasks a thread, else a multiple of 64 channels (a register block)
+// that makes up the rest (at batch 1 a 7x7 plane has 7 rows for the threads to share; 1152 channels have 18 blocks).
+int64_t channel_slab(int64_t rows, int64_t channels) {
+  const int64_t tasks = 4 * at::get_num_threads(), blocks = (channels + 63) / 64;
+  const int64_t slabs = std::clamp<int64_t>((tasks + rows - 1) / std::max<int64_t>(rows, 1), 1, blocks);
+  return (blocks + slabs - 1) / slabs * 64;
+}
+
+}  // namespace
+}  // namespace conv_ext::cpu
 
 #define CONV_EXT_SIMD_BODY "cpu/channels_last/nhwc_depthwise_simd.inc"
 #include "cpu/simd/simd_for_each_isa.h"
@@ -35,7 +50,8 @@ at::Tensor nhwc_depthwise_conv2d(const at::Tensor& input_arg, const at::Tensor& 
   if (output.numel() == 0) return output;
   CONV_EXT_SIMD_KERNEL(nhwc_depthwise_conv2d)(input.const_data_ptr<float>(), weight_taps.const_data_ptr<float>(),
                                               bias ? bias->const_data_ptr<float>() : nullptr,
-                                              output.mutable_data_ptr<float>(), g);
+                                              output.mutable_data_ptr<float>(), g,
+                                              channel_slab(g.batch * g.out_h, g.channels));
   return output;
 }
 
@@ -53,10 +69,11 @@ std::pair<at::Tensor, at::Tensor> nhwc_depthwise_conv2d_backward(const at::Tenso
       // The convolution of dy with the weight flipped in (i, j) (transposed_geometry; depthwise: no transpose of
       // channels).
       const at::Tensor flipped_taps = tap_major(weight.flip({2, 3}));
+      const ConvGeometry t = transposed_geometry(g, g.channels);
       CONV_EXT_SIMD_KERNEL(nhwc_depthwise_conv2d)(grad_output.const_data_ptr<float>(),
                                                   flipped_taps.const_data_ptr<float>(), nullptr,
-                                                  grad_input.mutable_data_ptr<float>(),
-                                                  transposed_geometry(g, g.channels));
+                                                  grad_input.mutable_data_ptr<float>(), t,
+                                                  channel_slab(t.batch * t.out_h, t.channels));
     } else {
       const at::Tensor weight_taps = tap_major(weight);
       CONV_EXT_SIMD_KERNEL(nhwc_depthwise_grad_input)(grad_output.const_data_ptr<float>(),
@@ -65,18 +82,27 @@ std::pair<at::Tensor, at::Tensor> nhwc_depthwise_conv2d_backward(const at::Tenso
     }
   }
   if (need_weight) {
-    // One partial (kh, kw, C) per thread over a contiguous range of output rows, added in thread order.
-    const int64_t threads = at::get_num_threads(), rows = g.batch * g.out_h;
-    at::Tensor partials = at::zeros({threads, g.kernel_h, g.kernel_w, g.channels}, input.options());
+    // Tasks: (range of output rows, slab of channels). Each range sums into its own (kh, kw, C) partial, added in
+    // range order (deterministic for a thread count); where the slabs alone give every thread work, one range.
+    const int64_t rows = g.batch * g.out_h, slab = channel_slab(rows, g.channels);
+    const int64_t slabs = (g.channels + slab - 1) / slab, threads = at::get_num_threads();
+    const int64_t ranges = slabs >= threads ? 1 : std::min(rows, threads);
+    at::Tensor partials = at::zeros({ranges, g.kernel_h, g.kernel_w, g.channels}, input.options());
     if (rows > 0) {
-      at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-        float* partial = partials.mutable_data_ptr<float>() + at::get_thread_num() * partials.stride(0);
-        CONV_EXT_SIMD_KERNEL(nhwc_depthwise_grad_weight)(grad_output.const_data_ptr<float>(),
-                                                         input.const_data_ptr<float>(), partial, g, begin, end);
+      float* const partial = partials.mutable_data_ptr<float>();
+      at::parallel_for(0, ranges * slabs, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t range = task / slabs, c_begin = task % slabs * slab;
+          CONV_EXT_SIMD_KERNEL(nhwc_depthwise_grad_weight)(grad_output.const_data_ptr<float>(),
+                                                           input.const_data_ptr<float>(),
+                                                           partial + range * partials.stride(0), g,
+                                                           rows * range / ranges, rows * (range + 1) / ranges,
+                                                           c_begin, std::min(g.channels, c_begin + slab));
+        }
       });
     }
     // (kh, kw, C) -> (C, 1, kh, kw), contiguous: for that shape the same memory as channels_last.
-    grad_weight = partials.sum(0).permute({2, 0, 1}).contiguous().unsqueeze(1);
+    grad_weight = (ranges == 1 ? partials[0] : partials.sum(0)).permute({2, 0, 1}).contiguous().unsqueeze(1);
   }
   return {grad_input, grad_weight};
 }
