@@ -183,6 +183,10 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 512, 2048, 7, 1))[2] == "tiled_nhwc"
         assert kernels_of((1, 1024, 2048, 14, 1), stride=2)[2] == "tiled_nhwc"
         assert kernels_of((1, 256, 1024, 14, 1))[2] != "tiled_nhwc"  # 196 positions
+        # Squeeze-and-excitation's 1x1 layers on one pixel a plane (the same memory in both formats): every pass
+        # one GEMM on the NHWC rows.
+        assert kernels_of((1, 1152, 48, 1, 1)) == ("tiled_nhwc",) * 3
+        assert kernels_of((8, 48, 1152, 1, 1), channels_last=True) == ("tiled_nhwc",) * 3
         # MobileNetV2's projection: a pointwise forward on the GEMM, dx (few output channels) column-free.
         assert kernels_of((5, 144, 24, 56, 1)) == ("tiled", "implicit", "tiled")
         assert kernels_of((8, 16, 32, 14, 5), padding=2) == ("exact_taps",) * 3  # the seed's second layer
