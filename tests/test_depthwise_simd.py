@@ -29,8 +29,9 @@ CASES = [
     # Stride 3 in height only: rows of the block three input rows apart; dx by phases.
     (replace(BASE, name="stride-h3", in_channels=6, out_channels=6, groups=6, size=(16, 16), kernel=(5, 3),
              stride=(3, 1), padding=(2, 1)), (SIMD, "phased", "implicit")),
-    # Planes narrower than the kernel's reach: padding 2 on 4 x 3 (6 x 5 outputs, most lanes idle).
-    (replace(BASE, name="narrow-planes", in_channels=4, out_channels=4, groups=4, size=(4, 3), padding=2),
+    # Planes shorter than the kernel's reach: padding 2 on 4 x 9 (6 x 11 outputs, most lanes idle; rows under 8
+    # wide go to the NHWC depthwise kernel, whose test_kernel_table runs this kernel on them too).
+    (replace(BASE, name="narrow-planes", in_channels=4, out_channels=4, groups=4, size=(4, 9), padding=2),
      (SIMD, SIMD, "depthwise")),
     # A 1 x 1 kernel (a per-channel scale) on rows of 40.
     (replace(BASE, name="one-by-one", in_channels=6, out_channels=6, groups=6, size=(9, 40), kernel=1),
@@ -48,7 +49,7 @@ def test_depthwise_simd_cases_match_torch(backend, case, kernels, bias):
 
 def test_stride_w3_is_not_taken():
     """Runs of stride 3 are not built: the depthwise loops take the forward (float32, our SIMD kernels)."""
-    case = replace(BASE, name="stride-w3", in_channels=4, out_channels=4, groups=4, size=(9, 20), stride=(1, 3))
+    case = replace(BASE, name="stride-w3", in_channels=4, out_channels=4, groups=4, size=(9, 40), stride=(1, 3))
     for isa in SIMD_ISAS:
         with settings.simd_isa(isa):
             assert chosen_kernels(case)[0] == "depthwise"

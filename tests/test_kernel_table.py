@@ -191,6 +191,10 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((5, 144, 24, 56, 1)) == ("tiled", "implicit", "tiled")
         assert kernels_of((8, 16, 32, 14, 5), padding=2) == ("exact_taps",) * 3  # the seed's second layer
         assert kernels_of((1, 144, 144, 56, 3), groups=144, padding=1)[0] == "depthwise_simd"
+        # Output rows under 8 wide fill under half the NCHW depthwise kernel's 16 columns: the NHWC kernel, through
+        # a layout change.
+        assert kernels_of((8, 768, 768, 7, 7), groups=768, padding=3) == ("depthwise_nhwc",) * 3
+        assert kernels_of((8, 672, 672, 14, 5), groups=672, stride=2, padding=2)[0] == "depthwise_nhwc"
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
         # (dw with >= 64 output channels on NHWC memory too, not through a layout change to the exact-taps dw.)
         direct_dw = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
