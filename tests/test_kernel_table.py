@@ -177,6 +177,8 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # Over 256 positions, or a smaller weight, the exact-taps dw (AVX-512).
         assert kernels_of((8, 512, 512, 7, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
         assert kernels_of((1, 64, 64, 56, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled")
+        # Under 256 positions, where neither takes a wide dw (AVX2), the NHWC GEMM over them all.
+        assert kernels_of((1, 256, 256, 14, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
         assert kernels_of((3, 256, 256, 14, 3), padding=1)[1] == "tiled"  # 196 positions a plane: not narrow
         assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", "tiled")
         # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample, at batch 1 too.
