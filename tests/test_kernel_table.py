@@ -166,14 +166,14 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
     """ResNet-18's last stage at batch 1 ran the exact-taps kernels at 24x torch's time: wide layers run the tiled
     path's GEMM; few output channels per group keep the column-free kernels; depthwise layers their own."""
     with settings.simd_isa(isa):
-        # dw of a large weight on under 256 positions: the direct dw on AVX-512 (through a layout change).
-        dw_of_wide = "direct_nhwc" if isa == "avx512" else "tiled"
+        # dw of a large weight on under 256 positions: the direct dw on AVX-512, the NHWC GEMM on AVX2 (both through
+        # a layout change).
+        dw_of_wide = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
         assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", "tiled", dw_of_wide)
         # Output planes under 128 positions: at batch 1 the tiled path's one GEMM covers the plane; at batch > 1 the
         # NHWC tiled path's GEMMs run over the positions of several samples (through a layout change).
         assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", dw_of_wide)
-        nhwc_dw = dw_of_wide if dw_of_wide != "tiled" else "tiled_nhwc"
-        assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled_nhwc", "tiled_nhwc", nhwc_dw)
+        assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled_nhwc", "tiled_nhwc", dw_of_wide)
         # Over 256 positions, or a smaller weight, the exact-taps dw (AVX-512).
         assert kernels_of((8, 512, 512, 7, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
         assert kernels_of((1, 64, 64, 56, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled")
@@ -184,7 +184,8 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample, at batch 1 too.
         assert kernels_of((1, 512, 2048, 7, 1))[2] == "tiled_nhwc"
         assert kernels_of((1, 1024, 2048, 14, 1), stride=2)[2] == "tiled_nhwc"
-        assert kernels_of((1, 256, 1024, 14, 1))[2] != "tiled_nhwc"  # 196 positions
+        assert kernels_of((1, 256, 1024, 14, 1))[2] == "tiled_nhwc"  # 196 positions in all
+        assert kernels_of((2, 256, 1024, 14, 1))[2] != "tiled_nhwc"  # 392
         # Squeeze-and-excitation's 1x1 layers on one pixel a plane (the same memory in both formats): every pass
         # one GEMM on the NHWC rows.
         assert kernels_of((1, 1152, 48, 1, 1)) == ("tiled_nhwc",) * 3

@@ -378,12 +378,16 @@ const Entry kGradWeight[] = {
     // 6.8 -> 3.9 at 8, 21.4 -> 14.9 at 32; its 1024->2048 stride 2 4.5 -> 1.9, 15.3 -> 8.3, 47.1 -> 31.8;
     // MobileNetV2's 160->960 on 7 x 7 0.32 -> 0.19 at batch 1, 2.47 -> 3.28 at 32, the one loss). For 3x3 kernels
     // the two were level (512->512 on 7 x 7: 4.5 against the exact-taps dw's 4.2 at batch 1, 11.1 against 11.8 at 8).
+    // Likewise under 256 output positions in all (ResNet-50's 1x1 layers on 14 x 14 at batch 1, ms, against the
+    // tiled path's GEMM over the input: 256->1024 0.78 against 1.53, 1024->256 0.75 against 1.52; AVX2 1.21 against
+    // 1.50).
     {CpuKernel::tiled_nhwc,
      [](const Problem& p) {
-       return p.g.kernel_h == 1 && p.g.kernel_w == 1 && narrow_plane(p) && nhwc_gemm_runs(p);
+       const bool few_positions = columns_pay(p) && output_positions(p.g) < 256;
+       return p.g.kernel_h == 1 && p.g.kernel_w == 1 && (narrow_plane(p) || few_positions) && nhwc_gemm_runs(p);
      },
-     "1x1, groups 1, float32 or float64, >= 64 output channels, an output plane under 128 positions: one GEMM over "
-     "the NHWC rows of every sample"},
+     "1x1, groups 1, float32 or float64, >= 64 output channels, an output plane under 128 positions or under 256 "
+     "output positions in all: one GEMM over the NHWC rows of every sample"},
     // A pointwise dw (1x1, stride 1, no padding) is a GEMM over the input itself, which the tiled path runs
     // without columns: faster there than on the exact-taps dw (the pointwise suite shape, AVX-512 on an Intel Xeon
     // with AMX, 2 threads: 1.51 against 1.83 ms).
