@@ -38,6 +38,7 @@ LAYERS = {
     "grouped": (32, 64, (8, 8), 3, 1, 1, 2),
     "squeeze-1x1-plane": (48, 16, (1, 1), 1, 1, 0, 1),
     "odd-channels": (40, 50, (9, 7), 3, 1, 1, 1),  # lanes past C, a block of output channels past O
+    "stem-40-outputs": (3, 40, (17, 15), 3, 2, 1, 1),  # dw with the output channels in the lanes: 32 + 8 of 64
 }
 BATCHES = (1, 5, 9)  # register blocks are 8 samples (exact taps) and 4, 6 or 12 rows: none divides 5 or 9
 
@@ -222,6 +223,12 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1) == (direct, direct, "tiled_nhwc")  # 392
         assert kernels_of((8, 64, 64, 56, 3), channels_last=True, padding=1)[2] == direct_dw
         assert kernels_of((8, 16, 32, 14, 5), channels_last=True, padding=2)[2] != "direct_nhwc"  # 16 input channels
+        # 3-channel stems: the direct dw with the output channels in the lanes (AVX-512).
+        avx512 = isa == "avx512"
+        assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[2] == (
+            "direct_nhwc" if avx512 else "exact_taps")
+        assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[2] == (
+            "direct_nhwc" if avx512 else "tiled_nhwc")
         # Contiguous: the direct forward at stride 1 from 64 output channels, from 256 on with >= 256 output
         # positions (its NHWC copy is the layout change); not dx.
         contiguous_direct = "direct_nhwc" if isa == "avx512" else "tiled"

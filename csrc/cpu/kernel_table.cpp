@@ -10,6 +10,7 @@
 #include <atomic>
 #include <vector>
 
+#include "cpu/channels_last/nhwc_direct.h"
 #include "cpu/grad_input/grad_input_as_conv2d.h"
 #include "cpu/implicit/implicit_conv2d.h"
 #include "cpu/simd/simd_isa.h"
@@ -243,11 +244,17 @@ bool direct_nhwc_dx(const Problem& p) {
 // 512->512 stride 2 on 14x14 at batch 8: 0.72 against 0.58). On contiguous tensors, through a layout change of x and
 // dy, only for a large weight on few positions: there it beats the exact-taps dw (512->512 on 7x7 at batch 1: 1.15
 // against 1.52; 256->512 stride 2 on 14x14: 1.06 against 1.40), elsewhere it does not (64->64 on 56x56 at batch 8:
-// 1.33 against 1.14).
+// 1.33 against 1.14). With under 16 input channels and >= 32 output channels the block turns, output channels in
+// the lanes (channels_last/nhwc_direct.h): the 3-channel stems, whose dw ran the exact-taps kernel or the tiled
+// path at 2x-6x torch's time (channels_last, batch 1 / 8, ms: EfficientNet's 3->32 3x3 stride 2 0.16 / 0.87
+// against 0.85 / 5.77, torch 0.24 / 1.17; ResNet's 7x7 stem 0.87 / 7.4 against 2.7 / 20.3, torch 1.17 / 9.5; VGG's
+// 3->64 3x3 0.96 / 9.7 against 3.2 / 26.9, torch 1.30 / 16.9).
 bool direct_nhwc_dw(const Problem& p) {
   const bool large = large_weight(p.g, p.out_channels), few_positions = output_positions(p.g) < 256;
   const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few_positions : large && few_positions;
-  return wins && direct_runs(p) && simd_isa() == SimdIsa::avx512 && p.g.channels >= 32;
+  const bool lanes_fill =
+      input_channels_in_lanes(p.g.channels) || output_channels_in_lanes(p.g.channels, p.out_channels);
+  return wins && direct_runs(p) && simd_isa() == SimdIsa::avx512 && lanes_fill;
 }
 
 bool always(const Problem&) { return true; }
@@ -361,7 +368,8 @@ const Entry kGradWeight[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     {CpuKernel::direct_nhwc, direct_nhwc_dw,
-     "float32 on AVX-512, groups 1, a kernel larger than 1x1, >= 32 input channels, and channels_last tensors with a "
+     "float32 on AVX-512, groups 1, a kernel larger than 1x1, >= 32 input channels (or under 16 and >= 32 output "
+     "channels), and channels_last tensors with a "
      "weight under 2^20 floats or under 256 output positions, or contiguous ones with a larger weight and under 256 "
      "output positions: dw without columns"},
     // A channels_last dw with >= 64 output channels per group: dy^T . columns on the NHWC memory, ahead of the

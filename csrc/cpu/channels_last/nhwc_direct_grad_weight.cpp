@@ -1,5 +1,5 @@
 // The direct NHWC dw (nhwc_direct.h): dy and the input in NHWC memory, the sums of nhwc_direct_grad_weight_simd.inc
-// once per instruction set into dw's (O, kh, kw, C) memory.
+// once per instruction set into dw's (O, kh, kw, C) memory, or with few input channels into (kh, kw, C, O).
 #include "cpu/channels_last/nhwc_direct.h"
 #include "cpu/channels_last/nhwc_tensors.h"
 
@@ -18,6 +18,21 @@ at::Tensor nhwc_direct_grad_weight(const at::Tensor& grad_output, const at::Tens
                                    const ConvGeometry& g) {
   const at::Tensor dy = channels_last(grad_output), x = channels_last(input);
   const int64_t O = weight.size(0);
+  if (!input_channels_in_lanes(g.channels)) {
+    // The output channels in the lanes: dwT (kh, kw, C, O), one partial per range of output rows, added in range
+    // order (deterministic for a thread count).
+    const int64_t rows = g.batch * g.out_h, ranges = std::max<int64_t>(1, std::min<int64_t>(rows, at::get_num_threads()));
+    at::Tensor partials = at::zeros({ranges, g.kernel_h, g.kernel_w, g.channels, O}, weight.options());
+    float* const partial = partials.mutable_data_ptr<float>();
+    at::parallel_for(0, ranges, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t range = begin; range < end; ++range) {
+        CONV_EXT_SIMD_KERNEL(nhwc_lanes_grad_weight)(dy.const_data_ptr<float>(), x.const_data_ptr<float>(),
+                                                     partial + range * partials.stride(0), g, O,
+                                                     rows * range / ranges, rows * (range + 1) / ranges);
+      }
+    });
+    return (ranges == 1 ? partials[0] : partials.sum(0)).permute({3, 2, 0, 1});
+  }
   // Zeros, then each chunk's sums added: dw as (O, kh, kw, C), a channels_last weight's memory.
   at::Tensor grad_weight = at::zeros({O, g.kernel_h, g.kernel_w, g.channels}, weight.options());
   CONV_EXT_SIMD_KERNEL(nhwc_direct_grad_weight)(dy.const_data_ptr<float>(), x.const_data_ptr<float>(),
