@@ -264,9 +264,9 @@ bool always(const Problem&) { return true; }
 // The conditions most rules start with, and those of the last two entries of every table, in words.
 #define CONV_EXT_SIMD_RULE "float32 on the SIMD kernels"
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
-constexpr const char* kDepthwiseNhwc = "float32 on the SIMD kernels, channels_last tensors or output rows under 8 wide, "
-                                       "depthwise with one output channel per group: the channels in the lanes, on NHWC "
-                                       "memory";
+constexpr const char* kDepthwiseNhwc =
+    "float32 on the SIMD kernels, channels_last tensors or output rows under 8 wide, depthwise with one output channel "
+    "per group: the channels in the lanes, on NHWC memory";
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1, a weight under 2^20 floats or "
     ">= 256 output positions, and channels_last tensors, or contiguous ones at stride 1 with >= 16 input channels and "
@@ -275,8 +275,9 @@ constexpr const char* kDirectNhwc =
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
-constexpr const char* kPointwiseNhwc = "channels_last tensors or an input of one pixel a plane, pointwise (1x1, stride 1, "
-                                       "no padding), groups 1, float32 or float64: one GEMM on the NHWC rows";
+constexpr const char* kPointwiseNhwc =
+    "channels_last tensors or an input of one pixel a plane, pointwise (1x1, stride 1, no padding), groups 1, float32 "
+    "or float64: one GEMM on the NHWC rows";
 constexpr const char* kTiled = "any convolution: im2col + GEMM in cache-sized tiles, the floor of every table";
 
 // A kernel, the rule that lets it run a problem, and that rule in words (what conv_ext.explain() tells a user; the

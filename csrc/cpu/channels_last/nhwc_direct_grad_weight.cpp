@@ -21,7 +21,8 @@ at::Tensor nhwc_direct_grad_weight(const at::Tensor& grad_output, const at::Tens
   if (!input_channels_in_lanes(g.channels)) {
     // The output channels in the lanes: dwT (kh, kw, C, O), one partial per range of output rows, added in range
     // order (deterministic for a thread count).
-    const int64_t rows = g.batch * g.out_h, ranges = std::max<int64_t>(1, std::min<int64_t>(rows, at::get_num_threads()));
+    const int64_t rows = g.batch * g.out_h;
+    const int64_t ranges = std::max<int64_t>(1, std::min<int64_t>(rows, at::get_num_threads()));
     at::Tensor partials = at::zeros({ranges, g.kernel_h, g.kernel_w, g.channels, O}, weight.options());
     float* const partial = partials.mutable_data_ptr<float>();
     at::parallel_for(0, ranges, 1, [&](int64_t begin, int64_t end) {
