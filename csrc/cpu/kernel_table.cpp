@@ -191,17 +191,20 @@ bool direct_runs(const Problem& p) {
 }
 
 // On AVX2 a register block is 6 x 16 (12 FMAs to 6 broadcasts and 2 loads a step, where AVX-512's 6 x 64 has 24
-// to 6 and 4), and it beats the tiled path's GEMM (also on AVX2) only on channels_last tensors, with few output
-// channels and a window of >= 32 steps (x torch's time, both on AVX2, Intel Xeon, 2 threads, batch 1 / 8, direct
-// against tiled_nhwc): forward 64->64 3x3 on 56x56 1.14 / 1.15 against 1.24 / 1.26, the 7x7 stem 1.13 / 1.20
-// against 1.51 / 1.59, but VGG's 3->64 3x3 stem (27 steps) 2.84 / 2.10 against 1.88 / 1.28 and 64->128 on 112x112
-// 1.09 / 1.27 against 1.07 / 1.11; dx (outs = the layer's input channels) 64->64 1.16 / 1.19 against 1.70 / 1.59,
-// 128->128 on 28x28 1.01 / 1.06 against 1.32 / 1.33, 256->256 on 56x56 1.03 / 1.11 against 1.10 / 1.02. Its dw
-// lost on most layers (256->256 on 14x14 1.27 / 1.19 against 0.85 / 0.98): AVX-512 only.
+// to 6 and 4), and it beats the tiled path's GEMM (also on AVX2) only on channels_last tensors with few output
+// channels (x torch's time, both on AVX2, Intel Xeon, 2 threads, batch 1 / 8, direct against tiled_nhwc): forward
+// 64->64 3x3 on 56x56 1.14 / 1.15 against 1.24 / 1.26, the 7x7 stem 1.13 / 1.20 against 1.51 / 1.59, but 64->128
+// on 112x112 1.09 / 1.27 against 1.07 / 1.11; dx (outs = the layer's input channels) 64->64 1.16 / 1.19 against
+// 1.70 / 1.59, 128->128 on 28x28 1.01 / 1.06 against 1.32 / 1.33, 256->256 on 56x56 1.03 / 1.11 against 1.10 /
+// 1.02. Each block of 16 output channels walks the positions again, writing a 64-byte slice of every output
+// position: with under 32 steps a window that traffic outweighs the sums beyond two blocks (VGG's 3->64 3x3 stem,
+// 27 steps, batch 8, ms: 60 against tiled_nhwc's 40, torch 31; EfficientNet's 3->32 stride 2, two blocks: 1.7
+// against 3.1, torch 1.1; at batch 1 0.23 against the padded kernel's 0.45, torch 0.22). Its dw lost on most
+// layers (256->256 on 14x14 1.27 / 1.19 against 0.85 / 0.98): AVX-512 only.
 bool avx2_direct_pays(const Problem& p, const ConvGeometry& geometry, int64_t outs, int64_t max_outs) {
   return simd_isa() != SimdIsa::avx2 ||
          (p.format == at::MemoryFormat::ChannelsLast && outs <= max_outs &&
-          geometry.channels * geometry.kernel_h * geometry.kernel_w >= 32);
+          (geometry.channels * geometry.kernel_h * geometry.kernel_w >= 32 || outs <= 32));
 }
 
 bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
@@ -271,7 +274,7 @@ constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1, a weight under 2^20 floats or "
     ">= 256 output positions, and channels_last tensors, or contiguous ones at stride 1 with >= 16 input channels and "
     "64 to 255 output channels, or more and >= 256 output positions (on AVX2: channels_last, <= 64 output channels, "
-    ">= 32 steps a window): the direct convolution on NHWC memory, no columns";
+    ">= 32 steps a window or <= 32 output channels): the direct convolution on NHWC memory, no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
