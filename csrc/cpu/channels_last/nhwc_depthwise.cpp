@@ -87,22 +87,15 @@ std::pair<at::Tensor, at::Tensor> nhwc_depthwise_conv2d_backward(const at::Tenso
     const int64_t rows = g.batch * g.out_h, slab = channel_slab(rows, g.channels);
     const int64_t slabs = (g.channels + slab - 1) / slab, threads = at::get_num_threads();
     const int64_t ranges = slabs >= threads ? 1 : std::min(rows, threads);
-    at::Tensor partials = at::zeros({ranges, g.kernel_h, g.kernel_w, g.channels}, input.options());
-    if (rows > 0) {
-      float* const partial = partials.mutable_data_ptr<float>();
-      at::parallel_for(0, ranges * slabs, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t range = task / slabs, c_begin = task % slabs * slab;
+    const at::Tensor sums = row_range_sums(
+        rows, ranges, slabs, {g.kernel_h, g.kernel_w, g.channels}, input.options(),
+        [&](float* partial, int64_t row_begin, int64_t row_end, int64_t s) {
           CONV_EXT_SIMD_KERNEL(nhwc_depthwise_grad_weight)(grad_output.const_data_ptr<float>(),
-                                                           input.const_data_ptr<float>(),
-                                                           partial + range * partials.stride(0), g,
-                                                           rows * range / ranges, rows * (range + 1) / ranges,
-                                                           c_begin, std::min(g.channels, c_begin + slab));
-        }
-      });
-    }
+                                                           input.const_data_ptr<float>(), partial, g, row_begin,
+                                                           row_end, s * slab, std::min(g.channels, (s + 1) * slab));
+        });
     // (kh, kw, C) -> (C, 1, kh, kw), contiguous: for that shape the same memory as channels_last.
-    grad_weight = (ranges == 1 ? partials[0] : partials.sum(0)).permute({2, 0, 1}).contiguous().unsqueeze(1);
+    grad_weight = sums.permute({2, 0, 1}).contiguous().unsqueeze(1);
   }
   return {grad_input, grad_weight};
 }

@@ -23,16 +23,13 @@ at::Tensor nhwc_direct_grad_weight(const at::Tensor& grad_output, const at::Tens
     // order (deterministic for a thread count).
     const int64_t rows = g.batch * g.out_h;
     const int64_t ranges = std::max<int64_t>(1, std::min<int64_t>(rows, at::get_num_threads()));
-    at::Tensor partials = at::zeros({ranges, g.kernel_h, g.kernel_w, g.channels, O}, weight.options());
-    float* const partial = partials.mutable_data_ptr<float>();
-    at::parallel_for(0, ranges, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t range = begin; range < end; ++range) {
-        CONV_EXT_SIMD_KERNEL(nhwc_lanes_grad_weight)(dy.const_data_ptr<float>(), x.const_data_ptr<float>(),
-                                                     partial + range * partials.stride(0), g, O,
-                                                     rows * range / ranges, rows * (range + 1) / ranges);
-      }
-    });
-    return (ranges == 1 ? partials[0] : partials.sum(0)).permute({3, 2, 0, 1});
+    const at::Tensor sums = row_range_sums(
+        rows, ranges, 1, {g.kernel_h, g.kernel_w, g.channels, O}, weight.options(),
+        [&](float* partial, int64_t row_begin, int64_t row_end, int64_t) {
+          CONV_EXT_SIMD_KERNEL(nhwc_lanes_grad_weight)(dy.const_data_ptr<float>(), x.const_data_ptr<float>(), partial,
+                                                       g, O, row_begin, row_end);
+        });
+    return sums.permute({3, 2, 0, 1});
   }
   // Zeros, then each chunk's sums added: dw as (O, kh, kw, C), a channels_last weight's memory.
   at::Tensor grad_weight = at::zeros({O, g.kernel_h, g.kernel_w, g.channels}, weight.options());
