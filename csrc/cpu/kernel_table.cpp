@@ -176,13 +176,16 @@ bool pointwise_nhwc(const Problem& p) {
 // It reads the input unpadded and skips the taps in the padding, so stride and padding are free: channels_last
 // 3x3 layers at stride 2 measured 0.96x-1.14x torch's time against tiled_nhwc's 1.10x-1.39x (ResNet's 64->128 at
 // 56x56, 128->256 at 28x28, 256->512 at 14x14, batch 1 and 8; AVX-512, Intel Xeon, 2 threads).
-// A weight of 2^20 floats or more (512->512 3x3 has 2.4M, 256->256 0.6M), and the output positions (all samples):
-// the direct kernels' forward and dx pack the weight per call, which pays only over many positions; their dw sums
-// into it, where the tiled path's GEMM does better over many positions.
+// A weight of 2^20 floats or more (512->512 3x3 has 2.4M, 256->256 0.6M), and under 256 output positions (all
+// samples): the direct kernels' forward and dx pack the weight per call, which pays only over many positions; their
+// dw sums into it, where the tiled path's GEMM does better over many positions.
 bool large_weight(const ConvGeometry& g, int64_t outs) {
   return outs * g.channels * g.kernel_h * g.kernel_w >= (int64_t{1} << 20);
 }
-int64_t output_positions(const ConvGeometry& g) { return g.batch * g.out_h * g.out_w; }
+bool few_positions(const ConvGeometry& g) { return g.batch * g.out_h * g.out_w < 256; }
+// A layer whose GEMM dominates (columns_pay) over few output positions: the tiled path's GEMMs there are only as
+// deep as a plane; one GEMM over every position on NHWC memory does better (the dw rules below).
+bool wide_on_few_positions(const Problem& p) { return columns_pay(p) && few_positions(p.g); }
 
 // What every direct kernel (forward, dx, dw) needs: float32 on the SIMD kernels, groups 1, a kernel larger than 1x1
 // (on AVX2 see avx2_direct_pays).
@@ -208,7 +211,7 @@ bool avx2_direct_pays(const Problem& p, const ConvGeometry& geometry, int64_t ou
 }
 
 bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
-  return direct_runs(p) && outs >= 32 && (!large_weight(geometry, outs) || output_positions(geometry) >= 256);
+  return direct_runs(p) && outs >= 32 && (!large_weight(geometry, outs) || !few_positions(geometry));
 }
 
 // The forward on channels_last tensors; on contiguous ones too where the tiled path would run (>= 64 output
@@ -221,9 +224,8 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // and not at stride 2 (64->128 on 56x56 at batch 8: 1.30 against 1.17), nor under 16 input channels (VGG's 3->64
 // stem at batch 1: 2.5 against 0.83, most of its time in the transposes of its 64 output planes).
 bool direct_nhwc(const Problem& p) {
-  const bool many_positions = output_positions(p.g) >= 256;
   const bool contiguous_wins =
-      columns_pay(p) && unit_stride(p.g) && p.g.channels >= 16 && (p.out_channels < 256 || many_positions);
+      columns_pay(p) && unit_stride(p.g) && p.g.channels >= 16 && (p.out_channels < 256 || !few_positions(p.g));
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
          direct_nhwc_takes(p, p.g, p.out_channels) && avx2_direct_pays(p, p.g, p.out_channels, 64);
 }
@@ -253,8 +255,8 @@ bool direct_nhwc_dx(const Problem& p) {
 // against 0.85 / 5.77, torch 0.24 / 1.17; ResNet's 7x7 stem 0.87 / 7.4 against 2.7 / 20.3, torch 1.17 / 9.5; VGG's
 // 3->64 3x3 0.96 / 9.7 against 3.2 / 26.9, torch 1.30 / 16.9).
 bool direct_nhwc_dw(const Problem& p) {
-  const bool large = large_weight(p.g, p.out_channels), few_positions = output_positions(p.g) < 256;
-  const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few_positions : large && few_positions;
+  const bool large = large_weight(p.g, p.out_channels), few = few_positions(p.g);
+  const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few : large && few;
   const bool lanes_fill =
       input_channels_in_lanes(p.g.channels) || output_channels_in_lanes(p.g.channels, p.out_channels);
   return wins && direct_runs(p) && simd_isa() == SimdIsa::avx512 && lanes_fill;
@@ -395,8 +397,8 @@ const Entry kGradWeight[] = {
     // 1.50).
     {CpuKernel::tiled_nhwc,
      [](const Problem& p) {
-       const bool few_positions = columns_pay(p) && output_positions(p.g) < 256;
-       return p.g.kernel_h == 1 && p.g.kernel_w == 1 && (narrow_plane(p) || few_positions) && nhwc_gemm_runs(p);
+       return p.g.kernel_h == 1 && p.g.kernel_w == 1 && (narrow_plane(p) || wide_on_few_positions(p)) &&
+              nhwc_gemm_runs(p);
      },
      "1x1, groups 1, float32 or float64, >= 64 output channels, an output plane under 128 positions or under 256 "
      "output positions in all: one GEMM over the NHWC rows of every sample"},
@@ -417,7 +419,7 @@ const Entry kGradWeight[] = {
     // 3x3 on 7 x 7 4.5 against 11.1, 256->512 stride 2 on 14 x 14 2.0 against 5.6, 256->256 on 14 x 14 2.0 against
     // 2.9; torch 2.1, 1.4, 1.5).
     {CpuKernel::tiled_nhwc,
-     [](const Problem& p) { return output_positions(p.g) < 256 && columns_pay(p) && nhwc_gemm_runs(p); },
+     [](const Problem& p) { return wide_on_few_positions(p) && nhwc_gemm_runs(p); },
      "groups 1, float32 or float64, >= 64 output channels, under 256 output positions: dy^T . columns on the NHWC "
      "memory, through a layout change"},
     {CpuKernel::tiled_nhwc, tiled_nhwc, kTiledNhwc},
