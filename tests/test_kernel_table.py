@@ -22,6 +22,9 @@ LAYERS = {
     "resnet-down-1x1": (64, 128, (9, 9), 1, 2, 0, 1),
     "wide-7x7-plane": (128, 128, (7, 7), 3, 1, 1, 1),
     "bottleneck-1x1": (64, 24, (7, 7), 1, 1, 0, 1),
+    # 1x1 on the direct kernel (channels_last, AVX-512): 64 outputs of each pass, 128 with a stride; >= 512 positions.
+    "pointwise-64": (64, 64, (23, 23), 1, 1, 0, 1),
+    "strided-1x1-128": (64, 128, (45, 45), 1, 2, 0, 1),
     "seed-conv2": (16, 32, (14, 14), 5, 1, 2, 1),
     "strided-5x5": (16, 32, (11, 11), 5, 2, 2, 1),
     "depthwise-3x3": (32, 32, (10, 10), 3, 1, 1, 32),
@@ -100,7 +103,7 @@ def test_every_candidate_kernel_matches_torch(name, batch, channels_last, isa):
                 assert error < 2e-6, (PASSES[pass_index], kernel, error)
 
 
-@pytest.mark.parametrize("name", ["resnet-3x3", "bottleneck-1x1", "depthwise-3x3", "depthwise-dilated"])
+@pytest.mark.parametrize("name", ["resnet-3x3", "bottleneck-1x1", "pointwise-64", "depthwise-3x3", "depthwise-dilated"])
 def test_nhwc_kernels_with_bias_and_channels_last_gradients(name):
     """The kernels on NHWC memory through autograd: a bias, grad_output in channels_last too (no layout change
     anywhere), float32 and float64 (tiled_nhwc's other dtype)."""
@@ -218,9 +221,18 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[0] == "direct_nhwc"  # 32 outs
         assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == (direct, "tiled_nhwc")
         assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == ("direct_nhwc", "direct_nhwc")
-        # Not 1x1 kernels (the GEMM reads their rows in place), nor a large weight on few positions (its packing);
-        # dw the other way round: the direct dw on few positions, the GEMM over many.
-        assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == ("tiled_nhwc",) * 3
+        # 1x1 kernels: the GEMM on the NHWC rows, but on AVX-512 the direct kernel where its blocks fill every lane
+        # (64 or 128 outputs of the pass), the depth is >= 64 and there are >= 512 output positions; dw the GEMM.
+        one_by_one = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
+        assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == (one_by_one,) + ("tiled_nhwc",) * 2
+        assert kernels_of((3, 256, 64, 56, 1), channels_last=True) == (one_by_one,) + ("tiled_nhwc",) * 2
+        assert kernels_of((3, 64, 256, 56, 1), channels_last=True) == ("tiled_nhwc", one_by_one, "tiled_nhwc")
+        assert kernels_of((8, 576, 96, 14, 1), channels_last=True) == ("tiled_nhwc",) * 3  # a part-filled block
+        assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc",) * 3  # 196 positions
+        assert kernels_of((8, 16, 64, 56, 1), channels_last=True)[0] == "tiled_nhwc"  # a depth of 16
+        assert kernels_of((3, 256, 64, 56, 1))[0] == "tiled"  # contiguous
+        # Nor a large weight on few positions (its packing); dw the other way round: the direct dw on few positions,
+        # the GEMM over many.
         assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1) == (direct, direct, "tiled_nhwc")  # 392
         assert kernels_of((8, 64, 64, 56, 3), channels_last=True, padding=1)[2] == direct_dw
         assert kernels_of((8, 16, 32, 14, 5), channels_last=True, padding=2)[2] != "direct_nhwc"  # 16 input channels

@@ -210,8 +210,26 @@ bool avx2_direct_pays(const Problem& p, const ConvGeometry& geometry, int64_t ou
           (geometry.channels * geometry.kernel_h * geometry.kernel_w >= 32 || outs <= 32));
 }
 
+// A 1x1 convolution on channels_last tensors, on AVX-512, where the direct kernel's blocks fill all their lanes
+// (64 or 128 output channels), the depth is >= 64 and there are >= 512 output positions: there the GEMM on the NHWC
+// rows (ATen's, MKL) packs the input per call for a narrow product, and the direct kernel, which broadcasts the rows
+// in place, does better (x torch's time, Intel Xeon, 2 threads, forward, batch 1 / 8 / 32, direct against the
+// GEMM): ResNet-50's 256->64 on 56x56 0.99 / 1.07 / 1.20 against 1.21 / 1.36 / 1.34, 64->64 0.80 / 1.02 / 1.07
+// against 0.89 / 1.27 / 1.34, 512->128 on 28x28 1.09 / 1.08 / 1.18 against 1.03 / 1.17 / 1.28, MobileNetV2's 384->64
+// on 14x14 (batch 8 / 32) 0.96 / 1.04 against 1.12 / 1.28, ResNet-18's 64->128 stride 2 0.72 / 0.98 / 1.00 against
+// 0.70 / 1.14 / 1.14; dx of 64->256 (64 outputs) 1.03 / 1.14 / 1.26 against 1.14 / 1.28 / 1.18. Elsewhere the GEMM
+// won: a part-filled block (MobileNetV2's 576->96 1.41 against 1.13 at batch 8), >= 256 output channels (ResNet-50's
+// 256->1024 on 14x14 1.11 against 1.00), few positions (batch 1 on 14x14: 384->64 0.80 against 0.60) or a shallow
+// depth (16->96 on 112x112 at batch 8: 2.5 against 1.9).
+bool direct_one_by_one(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
+  return p.format == at::MemoryFormat::ChannelsLast && simd_float32(p) && simd_isa() == SimdIsa::avx512 &&
+         p.groups == 1 && geometry.kernel_h == 1 && geometry.kernel_w == 1 && outs % 64 == 0 && outs <= 128 &&
+         geometry.channels >= 64 && geometry.batch * geometry.out_h * geometry.out_w >= 512;
+}
+
 bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
-  return direct_runs(p) && outs >= 32 && (!large_weight(geometry, outs) || !few_positions(geometry));
+  return (direct_runs(p) || direct_one_by_one(p, geometry, outs)) && outs >= 32 &&
+         (!large_weight(geometry, outs) || !few_positions(geometry));
 }
 
 // The forward on channels_last tensors; on contiguous ones too where the tiled path would run (>= 64 output
@@ -272,8 +290,11 @@ constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or
 constexpr const char* kDepthwiseNhwc =
     "float32 on the SIMD kernels, channels_last tensors or output rows under 8 wide, depthwise with one output channel "
     "per group: the channels in the lanes, on NHWC memory";
+#define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
+  "on AVX-512 a 1x1 with 64 or 128 output channels of the pass, a depth >= 64 and >= 512 output positions"
 constexpr const char* kDirectNhwc =
-    CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1, a weight under 2^20 floats or "
+    CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or, channels_last, "
+    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or "
     ">= 256 output positions, and channels_last tensors, or contiguous ones at stride 1 with >= 16 input channels and "
     "64 to 255 output channels, or more and >= 256 output positions (on AVX2: channels_last, <= 64 output channels, "
     ">= 32 steps a window or <= 32 output channels): the direct convolution on NHWC memory, no columns";
@@ -295,9 +316,10 @@ struct Entry {
 
 const Entry kForward[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
-    {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
-    // Ahead of the contiguous kernels, which would take a channels_last problem through a layout change.
+    // Ahead of the contiguous kernels, which would take a channels_last problem through a layout change, and of
+    // the GEMM on NHWC rows for the 1x1 layers it takes (direct_one_by_one).
     {CpuKernel::direct_nhwc, direct_nhwc, kDirectNhwc},
+    {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Output channels in the lanes over a zero-padded copy of the input: for stride_w > 1, where the implicit
     // GEMM's lanes along the output positions would need even-lane permutes (with stride_w 1 the implicit GEMM
     // measured faster on every suite shape). The exact-taps forward runs these problems too, but took 1.16x to
@@ -320,7 +342,8 @@ const Entry kForward[] = {
     // in place, faster than the implicit GEMM on every such layer of the networks (e.g. MobileNetV2's 144->24 at
     // 56x56: 1.18x), and than the exact-taps forward where the plane is one pixel (EfficientNet's 1152->48
     // squeeze: 0.009 against 0.104 ms).
-    {CpuKernel::implicit, [](const Problem& p) { return !columns_pay(p) && !is_pointwise(p.g) && implicit_takes(p, p.g); },
+    {CpuKernel::implicit,
+     [](const Problem& p) { return !columns_pay(p) && !is_pointwise(p.g) && implicit_takes(p, p.g); },
      CONV_EXT_SIMD_RULE ", < 64 output channels per group, not pointwise, stride_w <= 2, output rows that fill "
                         ">= 3/4 of their vectors"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
@@ -330,11 +353,11 @@ const Entry kForward[] = {
 
 const Entry kGradInput[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
-    {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
-     CONV_EXT_SIMD_RULE ", channels_last tensors, groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1, "
-     "a weight under 2^20 floats or >= 256 input positions (on AVX2 <= 128 input channels): dx as the direct NHWC "
-     "convolution of dy"},
+     CONV_EXT_SIMD_RULE ", channels_last tensors, groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 "
+     "(or " CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions (on AVX2 "
+     "<= 128 input channels): dx as the direct NHWC convolution of dy"},
+    {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
      [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; },
@@ -427,6 +450,7 @@ const Entry kGradWeight[] = {
 };
 
 #undef CONV_EXT_SIMD_RULE
+#undef CONV_EXT_DIRECT_ONE_BY_ONE_RULE
 
 constexpr const char* kPreferred = "preferred by conv_ext._C._prefer_cpu_kernel (a test and benchmark switch)";
 
