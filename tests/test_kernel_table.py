@@ -217,8 +217,8 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((5, 256, 256, 14, 3), channels_last=True, padding=1)[:2] == (direct, direct)
         assert kernels_of((5, 128, 256, 14, 3), channels_last=True, padding=1)[1] == "direct_nhwc"  # dx: 128 outs
         assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[0] == "direct_nhwc"
-        assert kernels_of((1, 3, 64, 224, 3), channels_last=True, padding=1)[0] == direct  # 27 steps a window
-        assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[0] == "direct_nhwc"  # 32 outs
+        assert kernels_of((1, 3, 64, 224, 3), channels_last=True, padding=1)[0] == "direct_nhwc"  # 27 steps a window
+        assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[0] == "direct_nhwc"
         assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == (direct, "tiled_nhwc")
         assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == ("direct_nhwc", "direct_nhwc")
         # 1x1 kernels: the GEMM on the NHWC rows, but on AVX-512 the direct kernel where its blocks fill every lane

@@ -199,15 +199,12 @@ bool direct_runs(const Problem& p) {
 // 64->64 3x3 on 56x56 1.14 / 1.15 against 1.24 / 1.26, the 7x7 stem 1.13 / 1.20 against 1.51 / 1.59, but 64->128
 // on 112x112 1.09 / 1.27 against 1.07 / 1.11; dx (outs = the layer's input channels) 64->64 1.16 / 1.19 against
 // 1.70 / 1.59, 128->128 on 28x28 1.01 / 1.06 against 1.32 / 1.33, 256->256 on 56x56 1.03 / 1.11 against 1.10 /
-// 1.02. Each block of 16 output channels walks the positions again, writing a 64-byte slice of every output
-// position: with under 32 steps a window that traffic outweighs the sums beyond two blocks (VGG's 3->64 3x3 stem,
-// 27 steps, batch 8, ms: 60 against tiled_nhwc's 40, torch 31; EfficientNet's 3->32 stride 2, two blocks: 1.7
-// against 3.1, torch 1.1; at batch 1 0.23 against the padded kernel's 0.45, torch 0.22). Its dw lost on most
-// layers (256->256 on 14x14 1.27 / 1.19 against 0.85 / 0.98): AVX-512 only.
-bool avx2_direct_pays(const Problem& p, const ConvGeometry& geometry, int64_t outs, int64_t max_outs) {
-  return simd_isa() != SimdIsa::avx2 ||
-         (p.format == at::MemoryFormat::ChannelsLast && outs <= max_outs &&
-          (geometry.channels * geometry.kernel_h * geometry.kernel_w >= 32 || outs <= 32));
+// 1.02. Its dw lost on most layers (256->256 on 14x14 1.27 / 1.19 against 0.85 / 0.98): AVX-512 only. The 3-channel
+// stems are its too: with the chunk-outer task order (nhwc_direct_simd.inc) a chunk's 16-channel blocks no longer
+// walk the output again each (VGG's 3->64 3x3 stem, 27 steps, batch 1 / 3 / 8: 1.24 / 1.05 / 1.05 against 1.90 /
+// 1.24 / 1.27; before that order, at batch 8, 60 ms against tiled_nhwc's 40).
+bool avx2_direct_pays(const Problem& p, int64_t outs, int64_t max_outs) {
+  return simd_isa() != SimdIsa::avx2 || (p.format == at::MemoryFormat::ChannelsLast && outs <= max_outs);
 }
 
 // A 1x1 convolution on channels_last tensors, on AVX-512, where the direct kernel's blocks fill all their lanes
@@ -245,7 +242,7 @@ bool direct_nhwc(const Problem& p) {
   const bool contiguous_wins =
       columns_pay(p) && unit_stride(p.g) && p.g.channels >= 16 && (p.out_channels < 256 || !few_positions(p.g));
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
-         direct_nhwc_takes(p, p.g, p.out_channels) && avx2_direct_pays(p, p.g, p.out_channels, 64);
+         direct_nhwc_takes(p, p.g, p.out_channels) && avx2_direct_pays(p, p.out_channels, 64);
 }
 
 // dx for stride 1 as the convolution of dy (C output channels, O input channels), on channels_last tensors only:
@@ -254,7 +251,7 @@ bool direct_nhwc(const Problem& p) {
 bool direct_nhwc_dx(const Problem& p) {
   const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
   return p.format == at::MemoryFormat::ChannelsLast && unit_stride(p.g) &&
-         direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, dy_conv, p.g.channels, 128);
+         direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, p.g.channels, 128);
 }
 
 // dw without columns on channels_last tensors (channels_last/nhwc_direct_grad_weight.cpp), AVX-512: the input
@@ -296,8 +293,8 @@ constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or, channels_last, "
     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or "
     ">= 256 output positions, and channels_last tensors, or contiguous ones at stride 1 with >= 16 input channels and "
-    "64 to 255 output channels, or more and >= 256 output positions (on AVX2: channels_last, <= 64 output channels, "
-    ">= 32 steps a window or <= 32 output channels): the direct convolution on NHWC memory, no columns";
+    "64 to 255 output channels, or more and >= 256 output positions (on AVX2: channels_last, <= 64 output channels): "
+    "the direct convolution on NHWC memory, no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
