@@ -103,10 +103,12 @@ def test_every_candidate_kernel_matches_torch(name, batch, channels_last, isa):
                 assert error < 2e-6, (PASSES[pass_index], kernel, error)
 
 
-@pytest.mark.parametrize("name", ["resnet-3x3", "bottleneck-1x1", "pointwise-64", "depthwise-3x3", "depthwise-dilated"])
+@pytest.mark.parametrize("name", ["resnet-3x3", "odd-channels", "bottleneck-1x1", "pointwise-64", "depthwise-3x3",
+                                  "depthwise-dilated"])
 def test_nhwc_kernels_with_bias_and_channels_last_gradients(name):
-    """The kernels on NHWC memory through autograd: a bias, grad_output in channels_last too (no layout change
-    anywhere), float32 and float64 (tiled_nhwc's other dtype)."""
+    """The kernels on NHWC memory through autograd: a bias, grad_output and the weight in channels_last too (no
+    layout change anywhere; the direct kernel packs the weight from its own memory format), float32 and float64
+    (tiled_nhwc's other dtype)."""
     for dtype in (torch.float32, torch.float64):
         input, weight, kwargs = make(LAYERS[name], 3, True, dtype)
         weight = weight.contiguous(memory_format=torch.channels_last)
