@@ -127,6 +127,23 @@ def test_nhwc_kernels_with_bias_and_channels_last_gradients(name):
             assert error < tolerance, (name, dtype, error)
 
 
+@pytest.mark.parametrize("name", ["depthwise-7x7", "depthwise-s2-5x5", "depthwise-few-rows"])
+def test_depthwise_by_channel_blocks_on_contiguous_tensors(name):
+    """On AVX-512 the forward of a contiguous depthwise layer whose kernel slides runs by blocks of 16 channels
+    (the last one partial), reading and writing NCHW memory: with a bias, through autograd, at batch 1 and 5."""
+    for batch in (1, 5):
+        input, weight, kwargs = make(LAYERS[name], batch, False)
+        bias = torch.randn(weight.shape[0])
+        with settings.simd_isa("avx512") if "avx512" in SIMD_ISAS else contextlib.nullcontext():
+            if "avx512" in SIMD_ISAS:
+                assert conv_ext.explain(input, weight, bias, **kwargs)["forward"].kernel == "depthwise_nhwc"
+            output = conv_ext.conv2d(input, weight, bias, **kwargs)
+        expected = F.conv2d(input.double(), weight.double(), bias.double(), **kwargs)
+        assert output.is_contiguous()
+        error = (output.double() - expected).abs().max().item() / expected.abs().max().item()
+        assert error < 2e-6, (name, batch, error)
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 def test_no_output_channels_on_every_path(channels_last):
     """A weight with no output channels (an empty output): every pass of every candidate returns empty or zero
@@ -200,10 +217,17 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((5, 144, 24, 56, 1)) == ("tiled", "implicit", "tiled")
         assert kernels_of((8, 16, 32, 14, 5), padding=2) == ("exact_taps",) * 3  # the seed's second layer
         assert kernels_of((1, 144, 144, 56, 3), groups=144, padding=1)[0] == "depthwise_simd"
-        # Output rows under 8 wide fill under half the NCHW depthwise kernel's 16 columns: the NHWC kernel, through
-        # a layout change.
+        # Output rows under 8 wide fill under half the NCHW depthwise kernel's 16 columns: the NHWC kernel (by blocks
+        # of 16 channels on AVX-512, through a layout change on AVX2).
         assert kernels_of((8, 768, 768, 7, 7), groups=768, padding=3) == ("depthwise_nhwc",) * 3
         assert kernels_of((8, 672, 672, 14, 5), groups=672, stride=2, padding=2)[0] == "depthwise_nhwc"
+        # The forward of 5 and 7 wide kernels by blocks of 16 channels on AVX-512, at any plane; a 3x3 at stride 2,
+        # which does not slide, keeps the NCHW kernel there.
+        avx512_blocks = "depthwise_nhwc" if isa == "avx512" else "depthwise_simd"
+        assert kernels_of((8, 96, 96, 56, 7), groups=96, padding=3)[0] == avx512_blocks
+        assert kernels_of((1, 240, 240, 28, 5), groups=240, padding=2)[0] == avx512_blocks
+        assert kernels_of((8, 576, 576, 14, 3), groups=576, stride=2, padding=1)[0] == (
+            "depthwise_simd" if isa == "avx512" else "depthwise_nhwc")
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
         # (dw with >= 64 output channels on NHWC memory too, not through a layout change to the exact-taps dw.)
         direct_dw = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"

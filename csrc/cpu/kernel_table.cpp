@@ -10,6 +10,7 @@
 #include <atomic>
 #include <vector>
 
+#include "cpu/channels_last/nhwc_depthwise.h"
 #include "cpu/channels_last/nhwc_direct.h"
 #include "cpu/grad_input/grad_input_as_conv2d.h"
 #include "cpu/implicit/implicit_conv2d.h"
@@ -152,6 +153,23 @@ bool depthwise_nhwc(const Problem& p) {
          p.group_out == 1;
 }
 
+// The forward of a contiguous depthwise layer: on AVX-512, where the sliding block runs, by blocks of 16 channels of
+// one sample transposed in L2 (nhwc_depthwise_simd.inc; no layout change of the tensors), for kernels 5 and 7 wide or
+// output rows under 8 wide: there no lane idles on a row's end nor sums a tap in the padding, as the NCHW kernel's
+// do (x torch's time, AVX-512, Intel Xeon, 2 threads, batch 1 / 8 / 32, against depthwise_simd: ConvNeXt's 7x7 on
+// 14 x 14 0.63 / 0.84 / 0.91 against 1.02 / 1.65 / 1.72, on 56 x 56 0.67 / 0.83 / 0.46 against 1.17 / 1.61 / 0.66;
+// EfficientNet's 5x5 on 14 x 14 0.58 / 0.78 / 1.11 against 0.83 / 1.12 / 1.23, stride 2 0.49 / 0.65 / 0.75 against
+// 1.17 / 1.93 / 2.39; MobileNetV2's 3x3 on 7 x 7 0.42 / 0.71 / 0.78 against 0.60 / 1.30 / 1.37). Its 3x3 layers on
+// rows >= 8 wide were level or slower (on 14 x 14 0.44 / 0.69 / 0.76 against 0.44 / 0.63 / 0.69), and a 3x3 at
+// stride 2 on rows under 8, which does not slide, slower through the layout change (MobileNetV2's 576 on 14 x 14
+// 0.91 / 1.18 / 1.51 against 0.58 / 0.93 / 1.07): those keep depthwise_simd. On AVX2, the layout change where rows
+// are under 8 wide (depthwise_nhwc).
+bool depthwise_nhwc_forward(const Problem& p) {
+  if (p.format == at::MemoryFormat::ChannelsLast || simd_isa() != SimdIsa::avx512) return depthwise_nhwc(p);
+  return simd_float32(p) && depthwise(p) && p.group_out == 1 && depthwise_slides(p.g) &&
+         (p.g.kernel_w >= 5 || p.g.out_w < 8);
+}
+
 // A pointwise pass on channels_last memory is one GEMM on the NHWC rows (x . w^T, dy . w, dy^T . x), with neither
 // columns nor a layout change: ahead of the kernels that would take dy and x through one (MobileNetV2's 32->16 1x1
 // at 112 x 112 in channels_last: fwd+bwd 1.9x-3.0x torch's time with the implicit dx and the NCHW tiled dw). An
@@ -287,6 +305,11 @@ constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or
 constexpr const char* kDepthwiseNhwc =
     "float32 on the SIMD kernels, channels_last tensors or output rows under 8 wide, depthwise with one output channel "
     "per group: the channels in the lanes, on NHWC memory";
+constexpr const char* kDepthwiseNhwcForward =
+    "float32 on the SIMD kernels, depthwise with one output channel per group, channels_last tensors, or contiguous "
+    "ones on AVX-512 with a kernel 3, 5 or 7 wide, dilation_w 1, stride_w 1 (2 for 5 and 7 wide), and a kernel 5 or 7 "
+    "wide or output rows under 8 wide (by blocks of 16 channels), or on AVX2 output rows under 8 wide: the channels "
+    "in the lanes, on NHWC memory";
 #define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
   "on AVX-512 a 1x1 with 64 or 128 output channels of the pass, a depth >= 64 and >= 512 output positions"
 constexpr const char* kDirectNhwc =
@@ -312,7 +335,7 @@ struct Entry {
 };
 
 const Entry kForward[] = {
-    {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc_forward, kDepthwiseNhwcForward},
     // Ahead of the contiguous kernels, which would take a channels_last problem through a layout change, and of
     // the GEMM on NHWC rows for the 1x1 layers it takes (direct_one_by_one).
     {CpuKernel::direct_nhwc, direct_nhwc, kDirectNhwc},

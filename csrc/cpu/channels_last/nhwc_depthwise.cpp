@@ -45,7 +45,17 @@ at::Tensor tap_major(const at::Tensor& weight) { return weight.permute({2, 3, 0,
 
 at::Tensor nhwc_depthwise_conv2d(const at::Tensor& input_arg, const at::Tensor& weight,
                                  const std::optional<at::Tensor>& bias, const ConvGeometry& g) {
-  const at::Tensor input = channels_last(input_arg), weight_taps = tap_major(weight);
+  const at::Tensor weight_taps = tap_major(weight);
+  if (simd_isa() == SimdIsa::avx512 && depthwise_slides(g) && input_arg.is_contiguous() &&
+      !input_arg.is_contiguous(at::MemoryFormat::ChannelsLast)) {  // NCHW memory, read as it is
+    at::Tensor output = at::empty({g.batch, g.channels, g.out_h, g.out_w}, input_arg.options());
+    if (output.numel() == 0) return output;
+    CONV_EXT_SIMD_KERNEL(nchw_depthwise_conv2d)(input_arg.const_data_ptr<float>(), weight_taps.const_data_ptr<float>(),
+                                                bias ? bias->const_data_ptr<float>() : nullptr,
+                                                output.mutable_data_ptr<float>(), g);
+    return output;
+  }
+  const at::Tensor input = channels_last(input_arg);
   at::Tensor output = new_channels_last({g.batch, g.channels, g.out_h, g.out_w}, input);
   if (output.numel() == 0) return output;
   CONV_EXT_SIMD_KERNEL(nhwc_depthwise_conv2d)(input.const_data_ptr<float>(), weight_taps.const_data_ptr<float>(),
