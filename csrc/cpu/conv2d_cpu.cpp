@@ -11,6 +11,7 @@
 #include "cpu/grad_input/grad_input_as_conv2d.h"
 #include "cpu/implicit/implicit_conv2d.h"
 #include "cpu/kernel_table.h"
+#include "cpu/layout/layout_change.h"
 #include "cpu/tiled/tiled_conv2d.h"
 #include "ops/conv2d_args.h"
 #include "ops/settings.h"
@@ -61,8 +62,8 @@ at::Tensor conv2d_cpu_contiguous(const at::Tensor& input_arg, const at::Tensor& 
   // The ATen calls of the kernels are our implementation, not part of the autograd graph (and out= ops refuse
   // inputs that require grad, as in a double backward).
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
-  const at::Tensor input = input_arg.contiguous();
-  const at::Tensor weight = weight_arg.contiguous();
+  const at::Tensor input = in_layout(input_arg, at::MemoryFormat::Contiguous);
+  const at::Tensor weight = in_layout(weight_arg, at::MemoryFormat::Contiguous);
   // The kernels index the bias as a plain array.
   const std::optional<at::Tensor> bias = bias_arg ? std::optional(bias_arg->contiguous()) : std::nullopt;
   const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
@@ -96,9 +97,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
     return conv2d_backward_without_input_channels(input_arg, weight_arg, output_mask);
   }
   const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in the forward
-  const at::Tensor grad_output = grad_output_arg.contiguous();
-  const at::Tensor input = input_arg.contiguous();
-  const at::Tensor weight = weight_arg.contiguous();
+  const at::Tensor grad_output = in_layout(grad_output_arg, at::MemoryFormat::Contiguous);
+  const at::Tensor input = in_layout(input_arg, at::MemoryFormat::Contiguous);
+  const at::Tensor weight = in_layout(weight_arg, at::MemoryFormat::Contiguous);
   const bool need_input = output_mask[0], need_weight = output_mask[1], need_bias = output_mask[2];
   auto unused = [&] { return unrequested_output(input); };
   const ConvGeometry g = make_geometry(input, weight, stride, padding, dilation);
@@ -146,6 +147,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
   return {grad_input, grad_weight, need_bias ? bias_gradient(grad_output) : unused()};
 }
 
+// A pass's result in the op's memory format (F.conv2d's rule), with that format's strides.
+at::Tensor laid_out(const at::Tensor& result, at::MemoryFormat format) {
+  return in_memory_format(in_layout(result, format), format);
+}
+
 // The kernels of a convolution whose passes may run on NHWC memory (tiled_nhwc, depthwise_nhwc); nullopt where
 // every pass takes the contiguous path (the textbook path, no input channels).
 std::optional<CpuKernels> nhwc_candidates(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& g,
@@ -190,10 +196,10 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const s
     if (kernels && on_nhwc(kernels->forward)) {
       const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in conv2d_cpu_contiguous
       const std::optional<at::Tensor> contiguous_bias = bias ? std::optional(bias->contiguous()) : std::nullopt;
-      return in_memory_format(nhwc_forward(kernels->forward, input, weight, contiguous_bias, g, format), format);
+      return laid_out(nhwc_forward(kernels->forward, input, weight, contiguous_bias, g, format), format);
     }
   }
-  return in_memory_format(conv2d_cpu_contiguous(input, weight, bias, stride, padding, dilation, groups), format);
+  return laid_out(conv2d_cpu_contiguous(input, weight, bias, stride, padding, dilation, groups), format);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
@@ -227,15 +233,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu(
   }
   std::tuple<at::Tensor, at::Tensor, at::Tensor> grads;
   if (rest[0] || rest[1] || !(nhwc_dx.defined() || nhwc_dw.defined())) {
-    grads = in_memory_format(conv2d_backward_cpu_contiguous(grad_output, input, weight, stride, padding, dilation,
-                                                            groups, rest),
-                             rest, format);
+    grads = conv2d_backward_cpu_contiguous(grad_output, input, weight, stride, padding, dilation, groups, rest);
+    if (rest[0]) std::get<0>(grads) = laid_out(std::get<0>(grads), format);
+    if (rest[1]) std::get<1>(grads) = laid_out(std::get<1>(grads), format);
   } else {  // no copy of the operands to contiguous memory for the bias gradient alone
     grads = {unrequested_output(input), unrequested_output(input),
              rest[2] ? bias_gradient(grad_output) : unrequested_output(input)};
   }
-  if (nhwc_dx.defined() && output_mask[0] && !rest[0]) std::get<0>(grads) = in_memory_format(nhwc_dx, format);
-  if (nhwc_dw.defined() && output_mask[1] && !rest[1]) std::get<1>(grads) = in_memory_format(nhwc_dw, format);
+  if (nhwc_dx.defined() && output_mask[0] && !rest[0]) std::get<0>(grads) = laid_out(nhwc_dx, format);
+  if (nhwc_dw.defined() && output_mask[1] && !rest[1]) std::get<1>(grads) = laid_out(nhwc_dw, format);
   return grads;
 }
 

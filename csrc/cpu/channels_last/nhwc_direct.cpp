@@ -21,10 +21,10 @@ namespace {
 
 // The input in NHWC memory, (N, H, W, C): its own where it is channels_last, else a copy.
 at::Tensor nhwc(const at::Tensor& input) {
-  const at::Tensor nhwc = input.permute({0, 2, 3, 1});
-  if (nhwc.is_contiguous()) return nhwc;
-  record_workspace_bytes(nhwc.numel() * nhwc.element_size());
-  return nhwc.contiguous();
+  if (!input.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    record_workspace_bytes(input.numel() * input.element_size());
+  }
+  return channels_last(input).permute({0, 2, 3, 1});
 }
 
 // The weight of the convolution that the kernel runs, packed for it: packed[((b * taps + tap) * C' + c) * lanes + l]

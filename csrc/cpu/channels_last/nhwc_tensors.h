@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/layout/layout_change.h"
+
 namespace conv_ext::cpu {
 
 // `t` in channels_last memory (itself where it already is).
-inline at::Tensor channels_last(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
+inline at::Tensor channels_last(const at::Tensor& t) { return in_layout(t, at::MemoryFormat::ChannelsLast); }
 
 // An uninitialised channels_last tensor of these sizes, with `like`'s dtype and device.
 inline at::Tensor new_channels_last(at::IntArrayRef sizes, const at::Tensor& like) {
