@@ -13,13 +13,24 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+# The thread count that the last plain measurement ran on (a measurement after a change calls fn once untimed).
+_threads_of_last_run: Optional[int] = None
+
+
 def _plain_seconds_per_call(fn: Callable[[], object], number: int, device: str, num_threads: int) -> float:
     """Seconds per call of `number` calls of fn on num_threads threads, the garbage collector off (as Timer's),
-    without the warm-up calls Timer makes before each measurement."""
+    without the warm-up calls Timer makes before each measurement; but after a change of the thread count, one
+    untimed call: the first parallel region on a new count resizes OpenMP's team of threads, which would otherwise
+    fall on whichever implementation the interleaved rounds run first after the change (a 0.2 ms layer's
+    2-thread time read as its 1-thread time)."""
+    global _threads_of_last_run
     previous, collecting = torch.get_num_threads(), gc.isenabled()
     torch.set_num_threads(num_threads)
     gc.disable()
     try:
+        if num_threads != _threads_of_last_run:
+            fn()
+            _threads_of_last_run = num_threads
         synchronize(device)
         start = time.perf_counter()
         for _ in range(number):
