@@ -186,8 +186,9 @@ bool pointwise_nhwc(const Problem& p) {
 // `geometry` (the problem's, or dx's as a convolution of dy) with `outs` output channels, groups 1, where:
 // - outs >= 32: under 32 half the lanes of a block idle or more (the seed's 16->32 5x5 at 14x14, batch 32: dx,
 //   16 output channels, 1.26 against the exact-taps kernel's 0.81 ms);
-// - the kernel is not 1x1: a 1x1 GEMM reads the input rows in place, with no columns to save (64->128 1x1 stride 2
-//   at 56x56, batch 8: 1.24x torch's time against tiled_nhwc's 1.06x);
+// - the kernel is not 1x1, but where direct_one_by_one holds: a 1x1 GEMM reads the input rows in place, with no
+//   columns to save (64->128 1x1 stride 2 at 56x56, batch 8, before the chunk-outer task order: 1.24x torch's time
+//   against tiled_nhwc's 1.06x; with it 0.98x against 1.14x);
 // - the weight it packs per call is under 2^20 floats, or there are >= 256 output positions to share the packing
 //   (512->512 3x3 on 7x7, channels_last: at batch 1 forward 1.17x torch against tiled_nhwc's 1.16x and the NCHW
 //   tiled path's 0.80x, dx 1.25x against 0.91x; at batch 8 forward 0.92x against 1.03x, dx 0.93x against 0.95x).
