@@ -148,9 +148,10 @@ bool tiled_nhwc(const Problem& p) {
 // / 32, forward, depthwise_simd against depthwise_nhwc and the copies: ConvNeXt's 768 channels 7x7 on 7x7 1.52 /
 // 3.87 / 3.99 against 0.97 / 1.39 / 1.42; EfficientNet's 1152 5x5 on 7x7 1.23 / 2.69 / 2.79 against 1.02 / 1.50 /
 // 1.60, its 672 5x5 stride 2 on 14x14 1.22 / 1.96 / 2.38 against 1.09 / 1.40 / 1.53; on 14x14 planes no better).
+// What the NHWC depthwise kernels run: float32 on the SIMD kernels, one output channel per input channel.
+bool depthwise_nhwc_runs(const Problem& p) { return simd_float32(p) && depthwise(p) && p.group_out == 1; }
 bool depthwise_nhwc(const Problem& p) {
-  return (p.format == at::MemoryFormat::ChannelsLast || p.g.out_w < 8) && simd_float32(p) && depthwise(p) &&
-         p.group_out == 1;
+  return (p.format == at::MemoryFormat::ChannelsLast || p.g.out_w < 8) && depthwise_nhwc_runs(p);
 }
 
 // The forward of a contiguous depthwise layer: on AVX-512, where the sliding block runs, by blocks of 16 channels of
@@ -166,8 +167,7 @@ bool depthwise_nhwc(const Problem& p) {
 // are under 8 wide (depthwise_nhwc).
 bool depthwise_nhwc_forward(const Problem& p) {
   if (p.format == at::MemoryFormat::ChannelsLast || simd_isa() != SimdIsa::avx512) return depthwise_nhwc(p);
-  return simd_float32(p) && depthwise(p) && p.group_out == 1 && depthwise_slides(p.g) &&
-         (p.g.kernel_w >= 5 || p.g.out_w < 8);
+  return depthwise_nhwc_runs(p) && depthwise_slides(p.g) && (p.g.kernel_w >= 5 || p.g.out_w < 8);
 }
 
 // A pointwise pass on channels_last memory is one GEMM on the NHWC rows (x . w^T, dy . w, dy^T . x), with neither
