@@ -147,8 +147,8 @@ def test_seed_conv2_geometry_stays_at_float32_rounding(isa, batch):
 SUITE_KERNELS = {
     "seed-conv1": ("implicit", "implicit", "implicit"),
     "seed-conv2": ("exact_taps", "exact_taps", "exact_taps"),
-    "resnet-3x3": ("direct_nhwc", "tiled", "exact_taps"),
-    "vgg-like": ("direct_nhwc", "tiled", "exact_taps"),
+    "resnet-3x3": ("direct_nhwc", "direct_nhwc", "exact_taps"),
+    "vgg-like": ("direct_nhwc", "direct_nhwc", "exact_taps"),
     "strided-5x5": ("padded", "phased", "exact_taps"),
     "dilated": ("implicit", "implicit", "exact_taps"),
     "grouped": ("implicit", "implicit", "exact_taps"),
@@ -158,7 +158,7 @@ SUITE_KERNELS = {
 
 
 # Groups of 64 output channels or more run the forward and dx on the tiled path (csrc/cpu/kernel_table.cpp), where
-# the direct kernel (AVX-512 only) does not take the forward; on AVX2 their dw too.
+# the direct kernel (on contiguous tensors AVX-512 only) does not take them; on AVX2 their dw too.
 SUITE_KERNELS_AVX2 = {**SUITE_KERNELS, **{name: ("tiled",) * 3 for name in ("resnet-3x3", "vgg-like", "pointwise")}}
 
 

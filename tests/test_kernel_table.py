@@ -202,7 +202,8 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 64, 64, 56, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled")
         # Under 256 positions, where neither takes a wide dw (AVX2), the NHWC GEMM over them all.
         assert kernels_of((1, 256, 256, 14, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
-        assert kernels_of((3, 256, 256, 14, 3), padding=1)[1] == "tiled"  # 196 positions a plane: not narrow
+        # 196 positions a plane (not narrow): not the NHWC GEMM; dx the direct kernel on AVX-512 (below).
+        assert kernels_of((3, 256, 256, 14, 3), padding=1)[1] == ("direct_nhwc" if isa == "avx512" else "tiled")
         assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", "tiled")
         # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample, at batch 1 too.
         assert kernels_of((1, 512, 2048, 7, 1))[2] == "tiled_nhwc"
@@ -269,9 +270,12 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[2] == (
             "direct_nhwc" if avx512 else "tiled_nhwc")
         # Contiguous: the direct forward at stride 1 from 64 output channels, from 256 on with >= 256 output
-        # positions (its NHWC copy is the layout change); not dx.
+        # positions (its NHWC copy is the layout change); dx at stride 1 where dy has no more channels than dx.
         contiguous_direct = "direct_nhwc" if isa == "avx512" else "tiled"
-        assert kernels_of((8, 64, 64, 56, 3), padding=1)[:2] == (contiguous_direct, "tiled")
+        assert kernels_of((8, 64, 64, 56, 3), padding=1)[:2] == (contiguous_direct, contiguous_direct)
+        assert kernels_of((8, 64, 128, 56, 3), padding=1)[:2] == (contiguous_direct, "tiled")  # dy: 128 channels
+        assert kernels_of((8, 512, 256, 28, 3), padding=1)[1] == contiguous_direct
+        assert kernels_of((8, 32, 32, 28, 3), padding=1)[1] not in ("direct_nhwc", "tiled")  # < 64 outputs
         assert kernels_of((1, 256, 256, 14, 3), padding=1)[0] == "tiled"  # 196 positions
         assert kernels_of((8, 256, 256, 14, 3), padding=1)[0] == contiguous_direct
         assert kernels_of((8, 64, 128, 56, 3), stride=2, padding=1)[0] == "tiled"

@@ -264,12 +264,19 @@ bool direct_nhwc(const Problem& p) {
          direct_nhwc_takes(p, p.g, p.out_channels) && avx2_direct_pays(p, p.out_channels, 64);
 }
 
-// dx for stride 1 as the convolution of dy (C output channels, O input channels), on channels_last tensors only:
-// on contiguous ones the NCHW dy's copy and dx's transposes cost more than it saves on large planes (VGG's 64->128
-// 3x3 on 112x112 at batch 8: 1.29x torch's time against the tiled path's 1.06x).
+// dx for stride 1 as the convolution of dy (C output channels, O input channels). On contiguous tensors too where
+// the tiled path would run (>= 64 output channels) and dy has no more channels than dx (O <= C): dy's NHWC copy is
+// the layout change and each chunk of dx is transposed into the planes. There it beats the tiled dx, whose GEMM is
+// only O deep (x torch's time, AVX-512, Intel Xeon, 2 threads, batch 1 / 8 / 32, against the tiled path: ResNet's
+// 64->64 on 56x56 0.84 / 0.97 / 1.03 against 1.10 / 1.10 / 1.09, 128->128 on 28x28 0.92 / 1.06 / 1.01 against
+// 1.19 / 1.29 / 1.22, 256->256 on 14x14 1.00 / 1.01 / 1.00 against 1.14 / 1.33 / 1.28, 512->512 on 7x7 (batch 8 /
+// 32) 1.13 / 1.00 against 1.32 / 1.28; VGG's 256->256 on 56x56 0.96 / 0.96 / 0.88 against 1.04 / 1.00 / 0.91). With
+// O > C the copy of the larger dy costs more and the deeper GEMM does better (VGG's 64->128 on 112x112 1.15 / 1.16 /
+// 1.00 against 1.14 / 1.13 / 0.87; 128->256 on 56x56 0.97 / 0.99 / 0.94 against 1.01 / 0.98 / 0.85).
 bool direct_nhwc_dx(const Problem& p) {
   const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
-  return p.format == at::MemoryFormat::ChannelsLast && unit_stride(p.g) &&
+  const bool contiguous_wins = columns_pay(p) && p.out_channels <= p.g.channels;
+  return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) && unit_stride(p.g) &&
          direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, p.g.channels, 128);
 }
 
@@ -375,9 +382,10 @@ const Entry kForward[] = {
 const Entry kGradInput[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
-     CONV_EXT_SIMD_RULE ", channels_last tensors, groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 "
-     "(or " CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions (on AVX2 "
-     "<= 128 input channels): dx as the direct NHWC convolution of dy"},
+     CONV_EXT_SIMD_RULE ", groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 (or, channels_last, "
+     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions, and channels_last "
+     "tensors, or contiguous ones with 64 output channels or more, and no more than input channels (on AVX2: "
+     "channels_last, <= 128 input channels): dx as the direct NHWC convolution of dy"},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
