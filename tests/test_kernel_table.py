@@ -25,6 +25,7 @@ LAYERS = {
     # 1x1 on the direct kernel (channels_last, AVX-512): 64 outputs of each pass, 128 with a stride; >= 512 positions.
     "pointwise-64": (64, 64, (23, 23), 1, 1, 0, 1),
     "strided-1x1-128": (64, 128, (45, 45), 1, 2, 0, 1),
+    "reduction-1x1-192": (256, 192, (9, 9), 1, 1, 0, 1),  # the direct kernel's 1x1 forward with 3 blocks at batch 9
     "seed-conv2": (16, 32, (14, 14), 5, 1, 2, 1),
     "strided-5x5": (16, 32, (11, 11), 5, 2, 2, 1),
     "depthwise-3x3": (32, 32, (10, 10), 3, 1, 1, 32),
@@ -236,31 +237,38 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
         assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == ("tiled_nhwc",) * 3  # no layout change
         # channels_last layers with kernels larger than 1x1: the direct NHWC kernel (on AVX2, whose 6 x 16 blocks
-        # have half the FMAs a broadcast, up to 64 output channels forward, 128 input channels dx; else the tiled
-        # path on NHWC memory). It reads the input unpadded, so strides (the forward), the 3-channel stems and dx's
-        # negative padding (its convolution of dy crops) are its too.
+        # have half the FMAs a broadcast, the forward up to 64 output channels or with a kernel 3x3 or larger, dx up
+        # to 128 input channels; else the tiled path on NHWC memory). It reads the input unpadded, so strides (the
+        # forward), the 3-channel stems and dx's negative padding (its convolution of dy crops) are its too.
         direct = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
         assert kernels_of((1, 64, 64, 56, 3), channels_last=True, padding=1)[:2] == ("direct_nhwc", "direct_nhwc")
-        assert kernels_of((5, 256, 256, 14, 3), channels_last=True, padding=1)[:2] == (direct, direct)
+        assert kernels_of((5, 256, 256, 14, 3), channels_last=True, padding=1)[:2] == ("direct_nhwc", direct)
+        assert kernels_of((8, 96, 192, 56, 2), channels_last=True, stride=2)[0] == direct  # a 2x2 downsampler
         assert kernels_of((5, 128, 256, 14, 3), channels_last=True, padding=1)[1] == "direct_nhwc"  # dx: 128 outs
         assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[0] == "direct_nhwc"
         assert kernels_of((1, 3, 64, 224, 3), channels_last=True, padding=1)[0] == "direct_nhwc"  # 27 steps a window
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[0] == "direct_nhwc"
-        assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == (direct, "tiled_nhwc")
+        assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == ("direct_nhwc",
+                                                                                                 "tiled_nhwc")
         assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == ("direct_nhwc", "direct_nhwc")
         # 1x1 kernels: the GEMM on the NHWC rows, but on AVX-512 the direct kernel where its blocks fill every lane
-        # (64 or 128 outputs of the pass), the depth is >= 64 and there are >= 512 output positions; dw the GEMM.
+        # (a multiple of 64 outputs of the pass, up to 128 or no more than the depth), the depth is >= 64 and there
+        # are >= 512 output positions; dw the GEMM.
         one_by_one = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
         assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == (one_by_one,) + ("tiled_nhwc",) * 2
         assert kernels_of((3, 256, 64, 56, 1), channels_last=True) == (one_by_one,) + ("tiled_nhwc",) * 2
         assert kernels_of((3, 64, 256, 56, 1), channels_last=True) == ("tiled_nhwc", one_by_one, "tiled_nhwc")
         assert kernels_of((8, 576, 96, 14, 1), channels_last=True) == ("tiled_nhwc",) * 3  # a part-filled block
+        # A reduction to 256 (the forward), an expansion to 1024 (its dx, the convolution of dy, reduces).
+        assert kernels_of((3, 512, 256, 28, 1), channels_last=True) == (one_by_one,) + ("tiled_nhwc",) * 2
+        assert kernels_of((3, 256, 1024, 14, 1), channels_last=True) == ("tiled_nhwc", one_by_one, "tiled_nhwc")
         assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc",) * 3  # 196 positions
         assert kernels_of((8, 16, 64, 56, 1), channels_last=True)[0] == "tiled_nhwc"  # a depth of 16
         assert kernels_of((3, 256, 64, 56, 1))[0] == "tiled"  # contiguous
         # Nor a large weight on few positions (its packing); dw the other way round: the direct dw on few positions,
         # the GEMM over many.
-        assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1) == (direct, direct, "tiled_nhwc")  # 392
+        assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1) == ("direct_nhwc", direct,
+                                                                                   "tiled_nhwc")  # 392 positions
         assert kernels_of((8, 64, 64, 56, 3), channels_last=True, padding=1)[2] == direct_dw
         assert kernels_of((8, 16, 32, 14, 5), channels_last=True, padding=2)[2] != "direct_nhwc"  # 16 input channels
         # 3-channel stems: the direct dw with the output channels in the lanes (AVX-512).

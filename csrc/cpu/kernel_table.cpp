@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <vector>
 
 #include "cpu/channels_last/nhwc_depthwise.h"
@@ -221,25 +222,40 @@ bool direct_runs(const Problem& p) {
 // 1.02. Its dw lost on most layers (256->256 on 14x14 1.27 / 1.19 against 0.85 / 0.98): AVX-512 only. The 3-channel
 // stems are its too: with the chunk-outer task order (nhwc_direct_simd.inc) a chunk's 16-channel blocks no longer
 // walk the output again each (VGG's 3->64 3x3 stem, 27 steps, batch 1 / 3 / 8: 1.24 / 1.05 / 1.05 against 1.90 /
-// 1.24 / 1.27; before that order, at batch 8, 60 ms against tiled_nhwc's 40).
+// 1.24 / 1.27; before that order, at batch 8, 60 ms against tiled_nhwc's 40). Since each block sums the whole
+// depth (no slices stored and reloaded), the forward takes any number of output channels where the kernel is 3x3 or
+// larger (channels_last, batch 1 / 8, direct against tiled_nhwc: ResNet's 128->128 on 28x28 0.97 / 1.04 against
+// 1.17 / 1.12, 256->256 on 14x14 1.01 / 1.04 against 1.11 / 1.13, 512->512 on 7x7 at 8 0.91 against 1.02, VGG's
+// 512->512 on 28x28 0.96 / 1.02 against 1.06 / 1.10, ConvNeXt's 4x4 stride 4 stem 0.85 / 1.00 against 1.31 / 1.48;
+// lost at batch 8 on VGG's largest planes: 256->256 on 56x56 1.07 against 0.93, 64->128 on 112x112 1.12 against
+// 1.09); ConvNeXt's 2x2 stride 2 downsamplers, im2col's copy without overlap, stay on the GEMM (batch 8: 96->192
+// 1.19 against 1.06, 192->384 1.10 against 0.95).
 bool avx2_direct_pays(const Problem& p, int64_t outs, int64_t max_outs) {
   return simd_isa() != SimdIsa::avx2 || (p.format == at::MemoryFormat::ChannelsLast && outs <= max_outs);
 }
+constexpr int64_t kAnyOutputs = std::numeric_limits<int64_t>::max();
 
-// A 1x1 convolution on channels_last tensors, on AVX-512, where the direct kernel's blocks fill all their lanes
-// (64 or 128 output channels), the depth is >= 64 and there are >= 512 output positions: there the GEMM on the NHWC
-// rows (ATen's, MKL) packs the input per call for a narrow product, and the direct kernel, which broadcasts the rows
-// in place, does better (x torch's time, Intel Xeon, 2 threads, forward, batch 1 / 8 / 32, direct against the
-// GEMM): ResNet-50's 256->64 on 56x56 0.99 / 1.07 / 1.20 against 1.21 / 1.36 / 1.34, 64->64 0.80 / 1.02 / 1.07
-// against 0.89 / 1.27 / 1.34, 512->128 on 28x28 1.09 / 1.08 / 1.18 against 1.03 / 1.17 / 1.28, MobileNetV2's 384->64
-// on 14x14 (batch 8 / 32) 0.96 / 1.04 against 1.12 / 1.28, ResNet-18's 64->128 stride 2 0.72 / 0.98 / 1.00 against
-// 0.70 / 1.14 / 1.14; dx of 64->256 (64 outputs) 1.03 / 1.14 / 1.26 against 1.14 / 1.28 / 1.18. Elsewhere the GEMM
-// won: a part-filled block (MobileNetV2's 576->96 1.41 against 1.13 at batch 8), >= 256 output channels (ResNet-50's
-// 256->1024 on 14x14 1.11 against 1.00), few positions (batch 1 on 14x14: 384->64 0.80 against 0.60) or a shallow
-// depth (16->96 on 112x112 at batch 8: 2.5 against 1.9).
+// A 1x1 convolution on channels_last tensors, on AVX-512, where the direct kernel's blocks fill all their lanes (a
+// multiple of 64 output channels), up to 128 of them or no more than the depth (a reduction), the depth is >= 64 and
+// there are >= 512 output positions: there the GEMM on the NHWC rows (ATen's, MKL) packs the input per call for a
+// narrow product, and the direct kernel, which broadcasts the rows in place, does better (x torch's time, Intel Xeon, 2
+// threads, forward, batch 1 / 8 / 32, direct against the GEMM): ResNet-50's 256->64 on 56x56 0.99 / 1.07 / 1.20 against
+// 1.21 / 1.36 / 1.34, 64->64 0.80 / 1.02 / 1.07 against 0.89 / 1.27 / 1.34, 512->128 on 28x28 1.09 / 1.08 / 1.18
+// against 1.03 / 1.17 / 1.28, MobileNetV2's 384->64 on 14x14 (batch 8 / 32) 0.96 / 1.04 against 1.12 / 1.28,
+// ResNet-18's 64->128 stride 2 0.72 / 0.98 / 1.00 against 0.70 / 1.14 / 1.14; dx of 64->256 (64 outputs) 1.03 / 1.14 /
+// 1.26 against 1.14 / 1.28 / 1.18. Elsewhere the GEMM won: a part-filled block (MobileNetV2's 576->96 1.41 against 1.13
+// at batch 8; EfficientNet's 480->80 1.47 against 1.09), more output channels than the depth beyond 128 (ResNet-50's
+// 256->1024 on 14x14 1.08 / 1.10 against 1.00 / 0.99 at batch 8 / 32, MobileNetV2's 320->1280 on 7x7 at 32 1.11 against
+// 1.00), few positions (batch 1 on 14x14: 384->64 0.80 against 0.60) or a shallow depth (16->96 on 112x112 at batch 8:
+// 2.5 against 1.9). The reductions to 192-512 outputs, measured with the kernel summing the whole depth a block (batch
+// 8 / 32): ResNet-50's 512->256 on 28x28 1.03 / 1.05 against 1.13 / 1.14 (batch 1: 1.07 against 1.03), 1024->256 on
+// 14x14 1.09 / 1.06 against 1.13 / 1.16, 1024->512 1.00 / 1.00 against 1.06 / 1.08, 2048->512 on 7x7 at 32 0.91 against
+// 0.99, EfficientNet's 1152->192 1.06 against 1.09 at 32; as dx (the convolution of dy, O deep), the expansions:
+// ResNet-50's 256->1024 1.04 / 1.08 against 1.11 / 1.16, MobileNetV2's 320->1280 at 32 0.93 against 0.98.
 bool direct_one_by_one(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
   return p.format == at::MemoryFormat::ChannelsLast && simd_float32(p) && simd_isa() == SimdIsa::avx512 &&
-         p.groups == 1 && geometry.kernel_h == 1 && geometry.kernel_w == 1 && outs % 64 == 0 && outs <= 128 &&
+         p.groups == 1 && geometry.kernel_h == 1 && geometry.kernel_w == 1 && outs % 64 == 0 &&
+         (outs <= 128 || outs <= geometry.channels) &&
          geometry.channels >= 64 && geometry.batch * geometry.out_h * geometry.out_w >= 512;
 }
 
@@ -261,7 +277,8 @@ bool direct_nhwc(const Problem& p) {
   const bool contiguous_wins =
       columns_pay(p) && unit_stride(p.g) && p.g.channels >= 16 && (p.out_channels < 256 || !few_positions(p.g));
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
-         direct_nhwc_takes(p, p.g, p.out_channels) && avx2_direct_pays(p, p.out_channels, 64);
+         direct_nhwc_takes(p, p.g, p.out_channels) &&
+         avx2_direct_pays(p, p.out_channels, p.g.kernel_h >= 3 && p.g.kernel_w >= 3 ? kAnyOutputs : 64);
 }
 
 // dx for stride 1 as the convolution of dy (C output channels, O input channels). On contiguous tensors too where
@@ -319,13 +336,14 @@ constexpr const char* kDepthwiseNhwcForward =
     "wide or output rows under 8 wide (by blocks of 16 channels), or on AVX2 output rows under 8 wide: the channels "
     "in the lanes, on NHWC memory";
 #define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
-  "on AVX-512 a 1x1 with 64 or 128 output channels of the pass, a depth >= 64 and >= 512 output positions"
+  "on AVX-512 a 1x1 with a multiple of 64 output channels of the pass, up to 128 or no more than its depth, a depth " \
+  ">= 64 and >= 512 output positions"
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or, channels_last, "
     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or "
     ">= 256 output positions, and channels_last tensors, or contiguous ones at stride 1 with >= 16 input channels and "
-    "64 to 255 output channels, or more and >= 256 output positions (on AVX2: channels_last, <= 64 output channels): "
-    "the direct convolution on NHWC memory, no columns";
+    "64 to 255 output channels, or more and >= 256 output positions (on AVX2: channels_last, <= 64 output channels "
+    "or a kernel 3x3 or larger): the direct convolution on NHWC memory, no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
