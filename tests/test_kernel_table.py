@@ -237,14 +237,14 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
         assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == ("tiled_nhwc",) * 3  # no layout change
         # channels_last layers with kernels larger than 1x1: the direct NHWC kernel (on AVX2, whose 6 x 16 blocks
-        # have half the FMAs a broadcast, the forward up to 64 output channels or with a kernel 3x3 or larger, dx up
-        # to 128 input channels; else the tiled path on NHWC memory). It reads the input unpadded, so strides (the
-        # forward), the 3-channel stems and dx's negative padding (its convolution of dy crops) are its too.
+        # have half the FMAs a broadcast, the forward up to 64 output channels or with a kernel 3x3 or larger, dx at
+        # any width; else the tiled path on NHWC memory). It reads the input unpadded, so strides (the forward), the
+        # 3-channel stems and dx's negative padding (its convolution of dy crops) are its too.
         direct = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
         assert kernels_of((1, 64, 64, 56, 3), channels_last=True, padding=1)[:2] == ("direct_nhwc", "direct_nhwc")
-        assert kernels_of((5, 256, 256, 14, 3), channels_last=True, padding=1)[:2] == ("direct_nhwc", direct)
+        assert kernels_of((5, 256, 256, 14, 3), channels_last=True, padding=1)[:2] == ("direct_nhwc",) * 2
         assert kernels_of((8, 96, 192, 56, 2), channels_last=True, stride=2)[0] == direct  # a 2x2 downsampler
-        assert kernels_of((5, 128, 256, 14, 3), channels_last=True, padding=1)[1] == "direct_nhwc"  # dx: 128 outs
+        assert kernels_of((5, 512, 256, 14, 3), channels_last=True, padding=1)[1] == "direct_nhwc"  # dx: 512 outs
         assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[0] == "direct_nhwc"
         assert kernels_of((1, 3, 64, 224, 3), channels_last=True, padding=1)[0] == "direct_nhwc"  # 27 steps a window
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[0] == "direct_nhwc"
@@ -267,8 +267,8 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((3, 256, 64, 56, 1))[0] == "tiled"  # contiguous
         # Nor a large weight on few positions (its packing); dw the other way round: the direct dw on few positions,
         # the GEMM over many.
-        assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1) == ("direct_nhwc", direct,
-                                                                                   "tiled_nhwc")  # 392 positions
+        assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1) == ("direct_nhwc",) * 2 + (
+            "tiled_nhwc",)  # 392 positions
         assert kernels_of((8, 64, 64, 56, 3), channels_last=True, padding=1)[2] == direct_dw
         assert kernels_of((8, 16, 32, 14, 5), channels_last=True, padding=2)[2] != "direct_nhwc"  # 16 input channels
         # 3-channel stems: the direct dw with the output channels in the lanes (AVX-512).

@@ -229,7 +229,9 @@ bool direct_runs(const Problem& p) {
 // 512->512 on 28x28 0.96 / 1.02 against 1.06 / 1.10, ConvNeXt's 4x4 stride 4 stem 0.85 / 1.00 against 1.31 / 1.48;
 // lost at batch 8 on VGG's largest planes: 256->256 on 56x56 1.07 against 0.93, 64->128 on 112x112 1.12 against
 // 1.09); ConvNeXt's 2x2 stride 2 downsamplers, im2col's copy without overlap, stay on the GEMM (batch 8: 96->192
-// 1.19 against 1.06, 192->384 1.10 against 0.95).
+// 1.19 against 1.06, 192->384 1.10 against 0.95). dx likewise takes any number of input channels (channels_last,
+// batch 1 / 8: ResNet's 256->256 on 14x14 0.95 / 1.03 against 1.09 / 1.23, VGG's 256->256 on 56x56 0.98 / 1.02
+// against 1.11 / 1.11, 512->512 on 28x28 1.01 / 1.01 against 1.08 / 1.04; it had been held to <= 128).
 bool avx2_direct_pays(const Problem& p, int64_t outs, int64_t max_outs) {
   return simd_isa() != SimdIsa::avx2 || (p.format == at::MemoryFormat::ChannelsLast && outs <= max_outs);
 }
@@ -294,7 +296,7 @@ bool direct_nhwc_dx(const Problem& p) {
   const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
   const bool contiguous_wins = columns_pay(p) && p.out_channels <= p.g.channels;
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) && unit_stride(p.g) &&
-         direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, p.g.channels, 128);
+         direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, p.g.channels, kAnyOutputs);
 }
 
 // dw without columns on channels_last tensors (channels_last/nhwc_direct_grad_weight.cpp), AVX-512: the input
@@ -403,7 +405,7 @@ const Entry kGradInput[] = {
      CONV_EXT_SIMD_RULE ", groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 (or, channels_last, "
      CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions, and channels_last "
      "tensors, or contiguous ones with 64 output channels or more, and no more than input channels (on AVX2: "
-     "channels_last, <= 128 input channels): dx as the direct NHWC convolution of dy"},
+     "channels_last): dx as the direct NHWC convolution of dy"},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
