@@ -29,6 +29,7 @@ LAYERS = {
     "seed-conv2": (16, 32, (14, 14), 5, 1, 2, 1),
     "strided-5x5": (16, 32, (11, 11), 5, 2, 2, 1),
     "depthwise-3x3": (32, 32, (10, 10), 3, 1, 1, 32),
+    "depthwise-3x3-odd": (40, 40, (9, 21), 3, 1, 1, 40),  # pixels outer, 16 + 16 + 8 channels, a row of 16 + 5
     "depthwise-7x7": (40, 40, (9, 13), 7, 1, 3, 40),  # ConvNeXt's; 16 + 16 + 8 channels, a row of 13 pixels
     "depthwise-5x5-narrow": (24, 24, (6, 3), 5, 1, 2, 24),  # a row narrower than the taps
     "depthwise-s2-5x5": (24, 24, (11, 11), 5, 2, 2, 24),
