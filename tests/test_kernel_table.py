@@ -20,6 +20,7 @@ LAYERS = {
     "resnet-3x3": (64, 64, (9, 9), 3, 1, 1, 1),
     "resnet-down-3x3": (64, 128, (9, 9), 3, 2, 1, 1),
     "resnet-down-1x1": (64, 128, (9, 9), 1, 2, 0, 1),
+    "resnet-down-3x3-256": (32, 256, (15, 15), 3, 2, 1, 1),  # the direct kernel at stride 2 on contiguous tensors
     "wide-7x7-plane": (128, 128, (7, 7), 3, 1, 1, 1),
     "bottleneck-1x1": (64, 24, (7, 7), 1, 1, 0, 1),
     # 1x1 on the direct kernel (channels_last, AVX-512): 64 outputs of each pass, 128 with a stride; >= 512 positions.
@@ -288,4 +289,7 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 256, 256, 14, 3), padding=1)[0] == "tiled"  # 196 positions
         assert kernels_of((8, 256, 256, 14, 3), padding=1)[0] == contiguous_direct
         assert kernels_of((8, 64, 128, 56, 3), stride=2, padding=1)[0] == "tiled"
+        # At stride 2 from 256 output channels with a kernel 3x3 or larger (not a 2x2 downsampler).
+        assert kernels_of((8, 128, 256, 28, 3), stride=2, padding=1)[0] == contiguous_direct
+        assert kernels_of((8, 192, 384, 28, 2), stride=2)[0] == "tiled"
         assert kernels_of((8, 3, 64, 224, 3), padding=1)[0] == "tiled"  # under 16 input channels

@@ -273,11 +273,17 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // against 7.9; VGG's 64->128 on 112x112 6.9 against 7.9, 71.7 against 76.0), from 256 output channels only with
 // >= 256 output positions (x torch's time, against the tiled path: 256->256 on 14x14 1.04 against 1.22 at batch
 // 8, 1.18 against 1.05 at batch 1; 512->512 on 14x14 1.07 against 1.17 at batch 8, 1.31 against 1.09 at batch 1),
-// and not at stride 2 (64->128 on 56x56 at batch 8: 1.30 against 1.17), nor under 16 input channels (VGG's 3->64
-// stem at batch 1: 2.5 against 0.83, most of its time in the transposes of its 64 output planes).
+// nor under 16 input channels (VGG's 3->64 stem at batch 1: 2.5 against 0.83, most of its time in the transposes of
+// its 64 output planes). At stride 2 the input it copies is 4x the output's positions: there only from 256 output
+// channels and a kernel 3x3 or larger (with each block summing the whole depth; x torch's time, batch 8 / 32, against
+// the tiled path: ResNet's 128->256 on 28x28 1.10 / 1.13 against 1.16 / 1.22, 256->512 on 14x14 1.02 / 1.00 against
+// 1.17 / 1.19, ResNet-50's 256->256 on 28x28 1.09 / 1.06 against 1.21 / 1.19; with 128 output channels it lost at
+// batch 32, 128->128 on 56x56 1.15 against 0.88, and ConvNeXt's 2x2 downsamplers, im2col's copy without overlap,
+// lost too: 96->192 on 56x56 1.26 / 1.57 against 1.05 / 0.97).
 bool direct_nhwc(const Problem& p) {
-  const bool contiguous_wins =
-      columns_pay(p) && unit_stride(p.g) && p.g.channels >= 16 && (p.out_channels < 256 || !few_positions(p.g));
+  const bool wide_strided = p.out_channels >= 256 && p.g.kernel_h >= 3 && p.g.kernel_w >= 3;
+  const bool contiguous_wins = columns_pay(p) && (unit_stride(p.g) || wide_strided) && p.g.channels >= 16 &&
+                               (p.out_channels < 256 || !few_positions(p.g));
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
          direct_nhwc_takes(p, p.g, p.out_channels) &&
          avx2_direct_pays(p, p.out_channels, p.g.kernel_h >= 3 && p.g.kernel_w >= 3 ? kAnyOutputs : 64);
@@ -343,9 +349,10 @@ constexpr const char* kDepthwiseNhwcForward =
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or, channels_last, "
     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or "
-    ">= 256 output positions, and channels_last tensors, or contiguous ones at stride 1 with >= 16 input channels and "
-    "64 to 255 output channels, or more and >= 256 output positions (on AVX2: channels_last, <= 64 output channels "
-    "or a kernel 3x3 or larger): the direct convolution on NHWC memory, no columns";
+    ">= 256 output positions, and channels_last tensors, or contiguous ones with >= 16 input channels and, at stride "
+    "1, 64 to 255 output channels or more with >= 256 output positions, at larger strides >= 256 output channels, "
+    ">= 256 output positions and a kernel 3x3 or larger (on AVX2: channels_last, <= 64 output channels or a kernel "
+    "3x3 or larger): the direct convolution on NHWC memory, no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
