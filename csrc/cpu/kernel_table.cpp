@@ -98,6 +98,8 @@ bool depthwise(const Problem& p) {
 bool depthwise_simd(const Problem& p) { return depthwise(p) && simd_float32(p) && p.g.stride_w <= 2; }
 
 bool unit_stride(const ConvGeometry& g) { return g.stride_h == 1 && g.stride_w == 1; }
+// A kernel at least 3 wide and 3 high: its im2col copies overlapping windows (a 2x2 stride-2 downsampler's does not).
+bool kernel_3x3_or_larger(const ConvGeometry& g) { return g.kernel_h >= 3 && g.kernel_w >= 3; }
 
 // dx for stride 1 is one convolution of dy (transposed_geometry): its kernel must take that geometry too. The
 // tiled dx is a GEMM of depth O/g and col2im: columns_pay holds for it as for the forward.
@@ -281,12 +283,12 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // batch 32, 128->128 on 56x56 1.15 against 0.88, and ConvNeXt's 2x2 downsamplers, im2col's copy without overlap,
 // lost too: 96->192 on 56x56 1.26 / 1.57 against 1.05 / 0.97).
 bool direct_nhwc(const Problem& p) {
-  const bool wide_strided = p.out_channels >= 256 && p.g.kernel_h >= 3 && p.g.kernel_w >= 3;
+  const bool wide_strided = p.out_channels >= 256 && kernel_3x3_or_larger(p.g);
   const bool contiguous_wins = columns_pay(p) && (unit_stride(p.g) || wide_strided) && p.g.channels >= 16 &&
                                (p.out_channels < 256 || !few_positions(p.g));
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
          direct_nhwc_takes(p, p.g, p.out_channels) &&
-         avx2_direct_pays(p, p.out_channels, p.g.kernel_h >= 3 && p.g.kernel_w >= 3 ? kAnyOutputs : 64);
+         avx2_direct_pays(p, p.out_channels, kernel_3x3_or_larger(p.g) ? kAnyOutputs : 64);
 }
 
 // dx for stride 1 as the convolution of dy (C output channels, O input channels). On contiguous tensors too where
