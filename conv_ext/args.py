@@ -22,6 +22,11 @@ class ConvArgs(NamedTuple):
 
 
 def _pair(name: str, value: IntPair) -> Tuple[int, int]:
+    # The common cases first (an int, a pair of ints, as nn.Conv2d holds them): a small layer's call is a few us.
+    if type(value) is int:
+        return (value, value)
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
     if isinstance(value, (tuple, list, torch.Size)) and all(
@@ -60,14 +65,15 @@ def normalize_conv_args(input: torch.Tensor, weight: torch.Tensor, bias: Optiona
                         f"{type(weight).__name__}")
     if bias is not None and not isinstance(bias, torch.Tensor):
         raise TypeError(f"conv_ext.conv2d: bias must be a tensor or None, got {type(bias).__name__}")
-    if isinstance(groups, bool) or not isinstance(groups, int):
+    if type(groups) is not int and (isinstance(groups, bool) or not isinstance(groups, int)):
         raise TypeError(f"conv_ext.conv2d: groups must be an int, got {groups!r}")
-    if input.dim() not in (3, 4):
-        raise ValueError(f"conv_ext.conv2d: expected 3-D (unbatched) or 4-D (batched) input, got {input.dim()}-D "
+    dim = input.dim()
+    if dim != 4 and dim != 3:
+        raise ValueError(f"conv_ext.conv2d: expected 3-D (unbatched) or 4-D (batched) input, got {dim}-D "
                          f"input of size {tuple(input.shape)}")
     stride = _pair("stride", stride)
     dilation = _pair("dilation", dilation)
-    unbatched = input.dim() == 3
+    unbatched = dim == 3
     if unbatched:
         input = input.unsqueeze(0)
     if isinstance(padding, str):

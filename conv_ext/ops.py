@@ -11,7 +11,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 
-from . import _C  # noqa: F401  (loads the library, which registers torch.ops.conv_ext)
+from . import _C  # loads the library, which registers torch.ops.conv_ext
 from .args import IntPair, normalize_conv_args
 
 
@@ -128,7 +128,14 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     and dilation an int or a pair; padding also 'valid' or 'same' (stride 1 only). Differentiable in input,
     weight and bias. Raises ValueError / TypeError naming the problem for invalid arguments.
     """
-    args = normalize_conv_args(input, weight, bias, stride, padding, dilation, groups)
-    output = torch.ops.conv_ext.conv2d(args.input, args.weight, args.bias, args.stride, args.padding,
-                                       args.dilation, args.groups)
-    return output.squeeze(0) if args.unbatched else output
+    input, weight, bias, stride, padding, dilation, groups, unbatched = normalize_conv_args(
+        input, weight, bias, stride, padding, dilation, groups)
+    # torch.ops parses its arguments against the schema, boxed (about 4 us, as long as a small layer's kernels):
+    # eager calls take the op's direct binding, through the same dispatcher. Under torch.compile (to which _C is
+    # opaque) and for tensors with __torch_function__ overrides or modes (which torch.ops calls honour), torch.ops.
+    if torch.compiler.is_compiling() or torch._C._has_torch_function_variadic(input, weight, bias):
+        op = torch.ops.conv_ext.conv2d
+    else:
+        op = _C.conv2d
+    output = op(input, weight, bias, stride, padding, dilation, groups)
+    return output.squeeze(0) if unbatched else output

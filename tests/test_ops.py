@@ -180,3 +180,56 @@ def test_saves_only_input_and_weight():
         conv_ext.conv2d(input, weight, bias, padding=1)
     assert sum(t.numel() * t.element_size() for t in saved) == (
         input.numel() * input.element_size() + weight.numel() * weight.element_size())
+
+
+def _spy_on_the_direct_binding(monkeypatch):
+    calls = []
+    direct = conv_ext._C.conv2d
+
+    def spy(*args):
+        calls.append(args)
+        return direct(*args)
+    monkeypatch.setattr(conv_ext._C, "conv2d", spy)
+    return calls
+
+
+def test_eager_calls_take_the_direct_binding(monkeypatch):
+    """conv_ext.conv2d calls the op through its direct binding (conv_ext._C.conv2d: the dispatcher without
+    torch.ops' boxed argument parsing), graph node and all."""
+    calls = _spy_on_the_direct_binding(monkeypatch)
+    input, weight, bias = make_tensors(GRID[0], torch.float64, True)
+    output = conv_ext.conv2d(input, weight, bias, padding=1)
+    assert len(calls) == 1
+    assert "Conv2dAutograd" in output.grad_fn.name()
+    torch.testing.assert_close(output, F.conv2d(input, weight, bias, padding=1))
+
+
+def test_torch_function_modes_and_overrides_see_the_op(monkeypatch):
+    """Under a TorchFunctionMode, or for a tensor subclass with __torch_function__, conv_ext.conv2d calls
+    torch.ops.conv_ext.conv2d, which they see (the direct binding would bypass them)."""
+    calls = _spy_on_the_direct_binding(monkeypatch)
+    input, weight, bias = make_tensors(GRID[0], torch.float32, False)
+    seen = []
+
+    class Recording(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Recording():
+        output = conv_ext.conv2d(input, weight, bias, padding=1)
+    assert any("conv_ext.conv2d" in str(func) for func in seen), seen
+
+    class Logged(torch.Tensor):
+        functions = []
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            cls.functions.append(func)
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    logged = conv_ext.conv2d(input.as_subclass(Logged), weight, bias, padding=1)
+    assert any("conv_ext.conv2d" in str(func) for func in Logged.functions), Logged.functions
+    assert calls == []
+    torch.testing.assert_close(output, F.conv2d(input, weight, bias, padding=1))
+    torch.testing.assert_close(logged.as_subclass(torch.Tensor), output)
