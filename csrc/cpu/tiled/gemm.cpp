@@ -22,7 +22,7 @@ at::Tensor matrix_view(StridedMatrix<const T> matrix, int64_t rows, int64_t cols
 
 template <typename scalar_t, typename out_t>
 void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
-          out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias) {
+          out_t* c, int64_t ldc, bool accumulate, StridedMatrix<const scalar_t> bias) {
   if (m == 0 || n == 0) return;
   const at::Tensor a_view = matrix_view(a, m, k), b_view = matrix_view(b, k, n);
   at::Tensor c_view = matrix_view(StridedMatrix<const out_t>{c, ldc, 1}, m, n);
@@ -33,8 +33,8 @@ void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, Stri
       c_view.add_(at::mm(a_view, b_view));
     }
   } else if constexpr (std::is_same_v<scalar_t, out_t>) {
-    if (row_bias) {
-      at::addmm_out(c_view, matrix_view(StridedMatrix<const scalar_t>{row_bias, 1, 0}, m, n), a_view, b_view);
+    if (bias.data) {
+      at::addmm_out(c_view, matrix_view(bias, m, n), a_view, b_view);
     } else {
       at::mm_out(c_view, a_view, b_view);
     }
@@ -45,7 +45,8 @@ void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, Stri
 
 #define CONV_EXT_INSTANTIATE_GEMM(scalar_t, out_t)                                                     \
   template void gemm<scalar_t, out_t>(int64_t, int64_t, int64_t, StridedMatrix<const scalar_t>,     \
-                                      StridedMatrix<const scalar_t>, out_t*, int64_t, bool, const scalar_t*);
+                                      StridedMatrix<const scalar_t>, out_t*, int64_t, bool,         \
+                                      StridedMatrix<const scalar_t>);
 CONV_EXT_INSTANTIATE_GEMM(float, float)
 CONV_EXT_INSTANTIATE_GEMM(double, double)
 CONV_EXT_INSTANTIATE_GEMM(c10::Half, c10::Half)

@@ -11,12 +11,13 @@
 namespace conv_ext::cpu {
 
 // C (m x n, rows ldc apart, columns contiguous) = A (m x k) . B (k x n), then
-//   accumulate:       C += A . B   (out_t may be wider than scalar_t: float sums of half GEMMs)
-//   else, row_bias:   C  = A . B + row_bias[i] on row i
-//   else:             C  = A . B
+//   accumulate:   C += A . B   (out_t may be wider than scalar_t: float sums of half GEMMs)
+//   else, bias:   C  = A . B + bias, a bias broadcast by its strides: {b, 1, 0} adds b[i] to row i, {b, 0, 1}
+//                 b[j] to column j
+//   else:         C  = A . B
 // Single-threaded inside a parallel region, parallel over column panels outside one.
 template <typename scalar_t, typename out_t>
 void gemm(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a, StridedMatrix<const scalar_t> b,
-          out_t* c, int64_t ldc, bool accumulate, const scalar_t* row_bias = nullptr);
+          out_t* c, int64_t ldc, bool accumulate, StridedMatrix<const scalar_t> bias = {nullptr, 0, 0});
 
 }  // namespace conv_ext::cpu

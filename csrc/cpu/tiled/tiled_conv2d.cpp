@@ -200,7 +200,7 @@ at::Tensor tiled_conv2d(const at::Tensor& input, const at::Tensor& weight, const
                                                                   p.out_channels, p.group_out_channels, s, group);
           gemm(p.group_out_channels, t.cols(g.out_w), p.group_rows,
                at_tile.weight(weight.const_data_ptr<scalar_t>(), group, false), columns, out.data, out.row_stride,
-               false, bias_data ? bias_data + group * p.group_out_channels : nullptr);
+               false, {bias_data ? bias_data + group * p.group_out_channels : nullptr, 1, 0});
         }
       }
     });
