@@ -1,8 +1,9 @@
 """The GEMM-shaped kernels of the CPU path on each instruction set the CPU offers (the SIMD kernels, ATen's GEMM in
 the tiles) and with ATen's GEMM for everything, each over the whole grid and over shapes that reach every edge of
 the micro-kernel: row tails (4-, 2- and 1-row kernels), column tails of 1 to 32, long sums (with and without
-bias), long dw sums, and the implicit GEMM (stride 1, Wo == W) for the forward
-and dx: panels across output rows, out_h != H, taps in the padding on every side, a negative padding for dx."""
+bias), long dw sums, the small GEMMs summed as dot products, and the implicit GEMM (stride 1, Wo == W) for the
+forward and dx: panels across output rows, out_h != H, taps in the padding on every side, a negative padding for
+dx."""
 import contextlib
 from dataclasses import replace
 
@@ -32,6 +33,11 @@ EDGES = [
     replace(BASE, name="long-dw", batch=2, in_channels=2, out_channels=33, size=(34, 34), padding=1),
     replace(BASE, name="groups3-tails", in_channels=9, out_channels=15, groups=3, size=(11, 13), padding=1),
     replace(BASE, name="pointwise-tails", kernel=1, in_channels=17, out_channels=19, size=(5, 7)),
+    # One pixel a plane (a squeeze-and-excitation layer): its small GEMMs run as dot products of 16 lanes, four
+    # columns of B at a time (gemm.cpp): sums of 37 = 2 x 16 + 5 channels over 6 = 4 + 2 columns, and of 5 channels
+    # (a tail alone) over 9 = 2 x 4 + 1.
+    replace(BASE, name="dot-gemm-squeeze", batch=3, kernel=1, in_channels=37, out_channels=6, size=(1, 1)),
+    replace(BASE, name="dot-gemm-short", batch=2, kernel=1, in_channels=5, out_channels=9, size=(1, 1)),
     # Implicit GEMM: 35 output positions = a 32-position panel across output rows plus a 3-position tail.
     replace(BASE, name="implicit-panels", size=(5, 7), padding=1),
     # Wo == W but Ho = H - 2 (no padding in height); dx then pads its height by 2.
