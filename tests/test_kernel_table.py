@@ -273,6 +273,12 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
             "tiled_nhwc",)  # 392 positions
         assert kernels_of((8, 64, 64, 56, 3), channels_last=True, padding=1)[2] == direct_dw
         assert kernels_of((8, 16, 32, 14, 5), channels_last=True, padding=2)[2] != "direct_nhwc"  # 16 input channels
+        # dx of a strided 3-channel stem: the tiled path (the implicit GEMM's phases would fill 3 of a register
+        # block's rows); of a strided depthwise layer (GEMMs one deep) and of 16 input channels, the phases.
+        assert kernels_of((8, 3, 32, 224, 3), stride=2, padding=1)[1] == "tiled"
+        assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[1] == "tiled_nhwc"
+        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1] == "phased"
+        assert kernels_of((8, 16, 32, 32, 5), stride=2, padding=2)[1] == "phased"
         # 3-channel stems: the direct dw with the output channels in the lanes (AVX-512).
         avx512 = isa == "avx512"
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[2] == (

@@ -434,18 +434,26 @@ const Entry kGradInput[] = {
      CONV_EXT_SIMD_RULE ", < 64 output channels per group, stride 1: dx as the convolution of dy, which the implicit "
                         "GEMM takes"},
     // Stride > 1, dilation 1: by phases on the implicit GEMM, where it takes every phase that a tap reaches (and
-    // one at least: where none is, dx is zeros, which the tiled path writes).
+    // one at least: where none is, dx is zeros, which the tiled path writes). The phases' rows are dx's channels:
+    // under 8 a group (AVX-512's register block has 8 rows), most of each block idles, and the tiled dx, whose GEMM
+    // is O/g >= 16 deep, does better (a 3-channel stem, 3->32 3x3 stride 2 on 224 x 224, x torch's time at batch 1
+    // / 8 / 32, Intel Xeon, 2 threads, phases against the tiled path: contiguous 0.62 / 0.65 / 0.60 against 0.35 /
+    // 0.36 / 0.32, channels_last 1.43 / 1.05 / 1.90 against tiled_nhwc's 1.27 / 1.14 / 1.12; AVX2, torch on AVX2,
+    // contiguous 0.74 / 0.72 against 0.44 / 0.42). One channel per group (depthwise) keeps the phases: the tiled
+    // dx's GEMMs there are one deep (MobileNetV2's 144 channels on 56 x 56 at batch 8: 1.98 against 3.20).
     {CpuKernel::phased,
      [](const Problem& p) {
        if (columns_pay(p) || unit_stride(p.g) || p.g.dilation_h != 1 || p.g.dilation_w != 1) return false;
+       if (p.group_in < 8 && p.group_out >= 16) return false;
        const std::vector<ConvGeometry> phases = grad_input_phase_geometries(p.g, p.out_channels);
        for (const ConvGeometry& phase : phases) {
          if (!implicit_takes(p, phase)) return false;
        }
        return !phases.empty();
      },
-     CONV_EXT_SIMD_RULE ", < 64 output channels per group, stride > 1, dilation 1: dx by phases, each a "
-                        "stride-1 convolution of dy the implicit GEMM takes"},
+     CONV_EXT_SIMD_RULE ", < 64 output channels per group, stride > 1, dilation 1, >= 8 input channels per group "
+                        "or < 16 output channels per group: dx by phases, each a stride-1 convolution of dy the "
+                        "implicit GEMM takes"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
     {CpuKernel::tiled_nhwc, tiled_nhwc, kTiledNhwc},
     {CpuKernel::tiled, always, kTiled},
