@@ -35,6 +35,7 @@ LAYERS = {
     "depthwise-5x5-narrow": (24, 24, (6, 3), 5, 1, 2, 24),  # a row narrower than the taps
     "depthwise-s2-5x5": (24, 24, (11, 11), 5, 2, 2, 24),
     "depthwise-wide-s2": (72, 72, (9, 10), 3, 2, 1, 72),  # channel blocks of 64 + 8
+    "depthwise-s2-3x3-row": (40, 40, (7, 37), 3, 2, 1, 40),  # sliding at stride 2: a row of 16 + 3 pixels
     # Few output rows at batch 1: the work splits into slabs of channels too (128 + 72).
     "depthwise-few-rows": (200, 200, (5, 9), 7, 1, 3, 200),
     "depthwise-multiplier": (8, 16, (9, 9), 3, 1, 1, 8),
@@ -225,13 +226,13 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # of 16 channels on AVX-512, through a layout change on AVX2).
         assert kernels_of((8, 768, 768, 7, 7), groups=768, padding=3) == ("depthwise_nhwc",) * 3
         assert kernels_of((8, 672, 672, 14, 5), groups=672, stride=2, padding=2)[0] == "depthwise_nhwc"
-        # The forward of 5 and 7 wide kernels by blocks of 16 channels on AVX-512, at any plane; a 3x3 at stride 2,
-        # which does not slide, keeps the NCHW kernel there.
+        # The forward of 5 and 7 wide kernels by blocks of 16 channels on AVX-512, at any plane; 3x3 layers on rows
+        # under 8 wide only (at stride 2 too), rows of 14 keep the NCHW kernel.
         avx512_blocks = "depthwise_nhwc" if isa == "avx512" else "depthwise_simd"
         assert kernels_of((8, 96, 96, 56, 7), groups=96, padding=3)[0] == avx512_blocks
         assert kernels_of((1, 240, 240, 28, 5), groups=240, padding=2)[0] == avx512_blocks
-        assert kernels_of((8, 576, 576, 14, 3), groups=576, stride=2, padding=1)[0] == (
-            "depthwise_simd" if isa == "avx512" else "depthwise_nhwc")
+        assert kernels_of((8, 576, 576, 14, 3), groups=576, stride=2, padding=1)[0] == "depthwise_nhwc"
+        assert kernels_of((8, 192, 192, 28, 3), groups=192, stride=2, padding=1)[0] == "depthwise_simd"
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
         # (dw with >= 64 output channels on NHWC memory too, not through a layout change to the exact-taps dw.)
         direct_dw = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"

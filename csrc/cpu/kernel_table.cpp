@@ -163,11 +163,11 @@ bool depthwise_nhwc(const Problem& p) {
 // do (x torch's time, AVX-512, Intel Xeon, 2 threads, batch 1 / 8 / 32, against depthwise_simd: ConvNeXt's 7x7 on
 // 14 x 14 0.63 / 0.84 / 0.91 against 1.02 / 1.65 / 1.72, on 56 x 56 0.67 / 0.83 / 0.46 against 1.17 / 1.61 / 0.66;
 // EfficientNet's 5x5 on 14 x 14 0.58 / 0.78 / 1.11 against 0.83 / 1.12 / 1.23, stride 2 0.49 / 0.65 / 0.75 against
-// 1.17 / 1.93 / 2.39; MobileNetV2's 3x3 on 7 x 7 0.42 / 0.71 / 0.78 against 0.60 / 1.30 / 1.37). Its 3x3 layers on
-// rows >= 8 wide were level or slower (on 14 x 14 0.44 / 0.69 / 0.76 against 0.44 / 0.63 / 0.69), and a 3x3 at
-// stride 2 on rows under 8, which does not slide, slower through the layout change (MobileNetV2's 576 on 14 x 14
-// 0.91 / 1.18 / 1.51 against 0.58 / 0.93 / 1.07): those keep depthwise_simd. On AVX2, the layout change where rows
-// are under 8 wide (depthwise_nhwc).
+// 1.17 / 1.93 / 2.39; MobileNetV2's 3x3 on 7 x 7 0.42 / 0.71 / 0.78 against 0.60 / 1.30 / 1.37; its 3x3 at stride
+// 2 on 14 x 14, rows of 7, 0.34 / 0.50 / 0.59 against 0.54 / 0.92 / 1.06). Its 3x3 layers on rows >= 8 wide were
+// level or slower, at stride 1 (on 14 x 14 0.44 / 0.69 / 0.76 against 0.44 / 0.63 / 0.69) and 2 (192 channels on
+// 28 x 28 at batch 1 / 32 0.37 / 0.65 against 0.33 / 0.58): those keep depthwise_simd. On AVX2, the layout change
+// where rows are under 8 wide (depthwise_nhwc).
 bool depthwise_nhwc_forward(const Problem& p) {
   if (p.format == at::MemoryFormat::ChannelsLast || simd_isa() != SimdIsa::avx512) return depthwise_nhwc(p);
   return depthwise_nhwc_runs(p) && depthwise_slides(p.g) && (p.g.kernel_w >= 5 || p.g.out_w < 8);

@@ -13,12 +13,16 @@
 namespace conv_ext::cpu {
 
 // Where the forward's sliding block runs (AVX-512; nhwc_depthwise_simd.inc): its KW weights, PIXELS sums and an
-// input vector fit 32 registers for KW <= 7. At stride 2 a load feeds half as many pixels: the kernels 5 and 7 wide
-// only (MobileNetV2's and EfficientNet's 5x5 stride 2 on 144 channels at 56x56, batch 8: 0.92x torch's time against
-// 1.21x; their 3x3 ones were level).
+// input vector fit 32 registers for KW <= 7; stride 1 or 2 (at stride 2 a load feeds half as many pixels). Against
+// the block without sliding (x torch's time, AVX-512, Intel Xeon, 2 threads, forward): EfficientNet's 5x5 stride 2
+// on 144 channels at 56x56, batch 8, 0.92 against 1.21; the 3x3 stride-2 layers of MobileNetV2 and EfficientNet,
+// channels_last at batch 1 / 8 / 32, once the 3-wide rows walked the pixels outer with prefetches: 96 channels on
+// 112x112 1.02 / 1.33 / 1.18 against 0.91 / 1.08 / 1.08, 144 on 56x56 1.05 / 1.21 against 0.94 / 1.03 (batch 8 /
+// 32), 240 on 28x28 0.87 / 1.04 against 0.83 / 0.95, 192 on 28x28 0.82 / 1.03 against 0.90 / 1.05 (the one loss);
+// contiguous by blocks of 16 channels, 576 on 14x14 0.54 / 0.92 / 1.06 against 0.34 / 0.50 / 0.59.
 inline bool depthwise_slides(const ConvGeometry& g) {
   return g.dilation_w == 1 && (g.kernel_w == 3 || g.kernel_w == 5 || g.kernel_w == 7) &&
-         (g.stride_w == 1 || (g.stride_w == 2 && g.kernel_w >= 5));
+         (g.stride_w == 1 || g.stride_w == 2);
 }
 
 // The forward: returns the output in channels_last, or for an NCHW input where the sliding block runs, contiguous
