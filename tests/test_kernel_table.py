@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import conv_ext
 from conv_ext import _C, settings
 from conv_cases import SIMD_ISAS
+from test_determinism import num_threads
 
 PASSES = ("forward", "grad_input", "grad_weight")
 # Real layers, channels and planes cut down to keep the test quick where the kernel choice allows it:
@@ -192,27 +193,33 @@ def kernels_of(shape, channels_last=False, groups=1, stride=1, padding=0):
 def test_the_tables_choice_for_layers_of_real_networks(isa):
     """ResNet-18's last stage at batch 1 ran the exact-taps kernels at 24x torch's time: wide layers run the tiled
     path's GEMM; few output channels per group keep the column-free kernels; depthwise layers their own."""
-    with settings.simd_isa(isa):
+    with settings.simd_isa(isa), num_threads(2):
         # dw of a large weight on under 256 positions: the direct dw on AVX-512, the NHWC GEMM on AVX2 (both through
-        # a layout change).
+        # a layout change); at a batch under the thread count, the tiled path, which then sums dw in place.
         dw_of_wide = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
-        assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", "tiled", dw_of_wide)
+        assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", "tiled", "tiled")
+        with num_threads(1):
+            assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", "tiled", dw_of_wide)
+        assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1)[2] != "tiled"
         # Output planes under 128 positions: at batch 1 the tiled path's one GEMM covers the plane; at batch > 1 the
         # NHWC tiled path's GEMMs run over the positions of several samples (through a layout change).
-        assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", dw_of_wide)
+        assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", "tiled")
         assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled_nhwc", "tiled_nhwc", dw_of_wide)
         # Over 256 positions, or a smaller weight, the exact-taps dw (AVX-512).
         assert kernels_of((8, 512, 512, 7, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
         assert kernels_of((1, 64, 64, 56, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled")
-        # Under 256 positions, where neither takes a wide dw (AVX2), the NHWC GEMM over them all.
-        assert kernels_of((1, 256, 256, 14, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
+        # Under 256 positions at batch 1: the tiled path, summing dw in place.
+        assert kernels_of((1, 256, 256, 14, 3), padding=1)[2] == "tiled"
         # 196 positions a plane (not narrow): not the NHWC GEMM; dx the direct kernel on AVX-512 (below).
         assert kernels_of((3, 256, 256, 14, 3), padding=1)[1] == ("direct_nhwc" if isa == "avx512" else "tiled")
         assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", "tiled")
-        # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample, at batch 1 too.
-        assert kernels_of((1, 512, 2048, 7, 1))[2] == "tiled_nhwc"
-        assert kernels_of((1, 1024, 2048, 14, 1), stride=2)[2] == "tiled_nhwc"
-        assert kernels_of((1, 256, 1024, 14, 1))[2] == "tiled_nhwc"  # 196 positions in all
+        # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample (at batch 1, under the
+        # thread count, the tiled path).
+        assert kernels_of((3, 512, 2048, 7, 1))[2] == "tiled_nhwc"
+        assert kernels_of((1, 512, 2048, 7, 1))[2] == "tiled"
+        assert kernels_of((2, 1024, 2048, 14, 1), stride=2)[2] == "tiled_nhwc"
+        with num_threads(1):
+            assert kernels_of((1, 256, 1024, 14, 1))[2] == "tiled_nhwc"  # 196 positions in all
         assert kernels_of((2, 256, 1024, 14, 1))[2] != "tiled_nhwc"  # 392
         # Squeeze-and-excitation's 1x1 layers on one pixel a plane (the same memory in both formats): every pass
         # one GEMM on the NHWC rows.
