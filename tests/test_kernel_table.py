@@ -34,6 +34,10 @@ LAYERS = {
     "depthwise-3x3-odd": (40, 40, (9, 21), 3, 1, 1, 40),  # pixels outer, 16 + 16 + 8 channels, a row of 16 + 5
     "depthwise-7x7": (40, 40, (9, 13), 7, 1, 3, 40),  # ConvNeXt's; 16 + 16 + 8 channels, a row of 13 pixels
     "depthwise-5x5-narrow": (24, 24, (6, 3), 5, 1, 2, 24),  # a row narrower than the taps
+    # dw summing a kernel row's taps together on the pixels where they all lie inside the row (16 and 12 of them),
+    # the edges tap by tap; 16 + 8 and 16 + 4 channels.
+    "depthwise-5x5-wide": (24, 24, (5, 20), 5, 1, 2, 24),
+    "depthwise-7x7-wide": (20, 20, (4, 19), 7, 1, 3, 20),
     "depthwise-s2-5x5": (24, 24, (11, 11), 5, 2, 2, 24),
     "depthwise-wide-s2": (72, 72, (9, 10), 3, 2, 1, 72),  # channel blocks of 64 + 8
     "depthwise-s2-3x3-row": (40, 40, (7, 37), 3, 2, 1, 40),  # sliding at stride 2: a row of 16 + 3 pixels
