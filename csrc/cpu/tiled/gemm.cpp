@@ -22,12 +22,17 @@ namespace {
 // one pixel, 55296 multiply-adds, 1.33 against 0.92; 32->8 1.67 against 1.14). 2^18 and 2^20 measured level on its
 // layers at batches 2 to 8, one loss (48->1152 at batch 4, 0.19 against 0.24).
 constexpr int64_t kDotGemmMaxMultiplyAdds = int64_t{1} << 16;
+// And at most this many outputs: each costs a sum across the lanes on top of its k / 16 FMAs, so many outputs of a
+// short sum cost more than ATen's call (EfficientNet-B0's 6->144 1x1 on one pixel at batch 32, 4608 outputs of 6
+// products: 16 us as dot products, 6 through ATen's GEMM; at batch 1 its 48->1152, 1152 outputs, 8.3 against 10.2).
+constexpr int64_t kDotGemmMaxOutputs = int64_t{1} << 11;
 
 template <typename scalar_t>
 bool dot_gemm_takes(int64_t m, int64_t n, int64_t k, StridedMatrix<const scalar_t> a,
                     StridedMatrix<const scalar_t> b) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-    return simd_kernels_enabled() && a.col_stride == 1 && b.row_stride == 1 && m * n * k <= kDotGemmMaxMultiplyAdds;
+    return simd_kernels_enabled() && a.col_stride == 1 && b.row_stride == 1 && m * n * k <= kDotGemmMaxMultiplyAdds &&
+           m * n <= kDotGemmMaxOutputs;
   } else {
     return false;
   }
