@@ -145,11 +145,9 @@ at::Tensor nhwc_conv2d(const at::Tensor& input_arg, const at::Tensor& weight, co
     const scalar_t* bias_data = bias ? bias->const_data_ptr<scalar_t>() : nullptr;
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     for_each_tile(p, [&](int64_t q0, int64_t count) {
-      const scalar_t* tile_columns = in + q0 * p.depth;  // pointwise: the input rows themselves
-      if (!p.pointwise) {
-        im2col_nhwc(in, columns.mutable_data_ptr<scalar_t>(), q0, count, g);
-        tile_columns = columns.const_data_ptr<scalar_t>();
-      }
+      // Pointwise: the input rows themselves.
+      const scalar_t* tile_columns = p.pointwise ? in + q0 * p.depth : columns.const_data_ptr<scalar_t>();
+      if (!p.pointwise) im2col_nhwc(in, columns.mutable_data_ptr<scalar_t>(), q0, count, g);
       // The output rows (count, O) = columns (count, K) . w_rows^T (K, O) + the bias along each row.
       gemm<scalar_t, scalar_t>(count, O, p.depth, {tile_columns, p.depth, 1},
                                {w_rows.const_data_ptr<scalar_t>(), 1, p.depth}, out + q0 * O, O, false,
@@ -185,10 +183,11 @@ std::pair<at::Tensor, at::Tensor> nhwc_conv2d_backward(const at::Tensor& grad_ou
       for_each_tile(p, [&](int64_t q0, int64_t count) {
         const scalar_t* dy = grad_output.const_data_ptr<scalar_t>() + q0 * O;  // (count, O)
         if (need_weight) {  // dw (O, K) += dy^T . columns
-          const scalar_t* tile_columns = input.const_data_ptr<scalar_t>() + q0 * K;  // pointwise: the input rows
+          // Pointwise: the input rows themselves.
+          const scalar_t* tile_columns =
+              p.pointwise ? input.const_data_ptr<scalar_t>() + q0 * K : columns.const_data_ptr<scalar_t>();
           if (!p.pointwise) {
             im2col_nhwc(input.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), q0, count, g);
-            tile_columns = columns.const_data_ptr<scalar_t>();
           }
           gemm<scalar_t, scalar_t>(O, K, count, {dy, 1, O}, {tile_columns, K, 1},
                                    grad_weight_rows.mutable_data_ptr<scalar_t>(), K, true);
