@@ -28,11 +28,12 @@ at::Tensor nhwc(const at::Tensor& input) {
 }
 
 // The weight of the convolution that the kernel runs, packed for it: packed[((b * taps + tap) * C' + c) * lanes + l]
-// = W[b * lanes + l][c][tap], zeros past its O' output channels. W is the op's weight (O, C, kh, kw), or for dx, the
+// = W[b * lanes + l][c][tap], zeros past its O' output channels; the last block's rows are last_lanes long (its
+// panel starts where a full block's would, its rows packed closer). W is the op's weight (O, C, kh, kw), or for dx, the
 // weight of the convolution of dy: W[c][o][tap] = weight[o][c][taps - 1 - tap] (transposed, flipped in both taps).
 // Read in the weight's own memory format (a channels_last model's weights are channels_last: a contiguous copy
 // first cost as much as the packing, 0.75 ms for 512->512 3x3 on 2 threads).
-at::Tensor packed_weight(const at::Tensor& weight, int64_t lanes, bool for_grad_input) {
+at::Tensor packed_weight(const at::Tensor& weight, int64_t lanes, int64_t last_lanes, bool for_grad_input) {
   const int64_t O = weight.size(0), C = weight.size(1), kw = weight.size(3), taps = weight.size(2) * kw;
   const int64_t outs = for_grad_input ? C : O, ins = for_grad_input ? O : C;
   // Strides of W's output channel (the lanes) and input channel, and the offset of each of its taps.
@@ -55,11 +56,13 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t lanes, bool for_grad_
       const int64_t block = item / in_tiles, c0 = item % in_tiles * kTile, c1 = std::min(ins, c0 + kTile);
       const int64_t filled = outs - block * lanes;  // lanes past it are zeros
       const float* block_weight = w + block * lanes * out_stride;
-      for (int64_t l0 = 0; l0 < lanes; l0 += kTile) {
+      const int64_t block_lanes = block == blocks - 1 ? last_lanes : lanes;
+      float* panel = to + block * taps * ins * lanes;
+      for (int64_t l0 = 0; l0 < block_lanes; l0 += kTile) {
         const int64_t l1 = std::min(filled, l0 + kTile);
         for (int64_t tap = 0; tap < taps; ++tap) {
           for (int64_t c = c0; c < c1; ++c) {
-            float* row = to + ((block * taps + tap) * ins + c) * lanes;
+            float* row = panel + (tap * ins + c) * block_lanes;
             const float* from = block_weight + c * in_stride + tap_offsets[tap];
             int64_t l = l0;
             for (; l < l1; ++l) row[l] = from[l * out_stride];
@@ -77,8 +80,8 @@ at::Tensor run(const at::Tensor& input, const at::Tensor& weight, bool for_grad_
                const ConvGeometry& g, at::MemoryFormat output_format) {
   const int64_t out_channels = weight.size(for_grad_input ? 1 : 0);
   const at::Tensor nhwc_input = nhwc(input);
-  const at::Tensor packed =
-      packed_weight(weight, CONV_EXT_SIMD_KERNEL(nhwc_direct_lanes)(out_channels), for_grad_input);
+  const at::Tensor packed = packed_weight(weight, CONV_EXT_SIMD_KERNEL(nhwc_direct_lanes)(out_channels),
+                                         CONV_EXT_SIMD_KERNEL(nhwc_direct_last_lanes)(out_channels), for_grad_input);
   const bool nchw_output = output_format != at::MemoryFormat::ChannelsLast;
   at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w},
                                 input.options().memory_format(nchw_output ? at::MemoryFormat::Contiguous
