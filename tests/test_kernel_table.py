@@ -28,6 +28,13 @@ LAYERS = {
     "pointwise-64": (64, 64, (23, 23), 1, 1, 0, 1),
     "strided-1x1-128": (64, 128, (45, 45), 1, 2, 0, 1),
     "reduction-1x1-192": (256, 192, (9, 9), 1, 1, 0, 1),  # the direct kernel's 1x1 forward with 3 blocks at batch 9
+    # The direct kernel's last block as narrow as its channels: 112 = 64 + 48 outputs, dx 80 = 64 + 16; 96 = 64 + 32.
+    "last-blocks-48-16": (80, 112, (7, 9), 3, 1, 1, 1),
+    "last-blocks-32": (96, 96, (5, 6), 3, 1, 1, 1),
+    # 1x1 on the direct kernel off Intel CPUs (>= 512 positions at every batch): 16 and 24 outputs (one vector, two
+    # with 8 idle lanes); dx 40 (48 lanes).
+    "pointwise-16": (40, 16, (17, 31), 1, 1, 0, 1),
+    "pointwise-24": (40, 24, (17, 31), 1, 1, 0, 1),
     "seed-conv2": (16, 32, (14, 14), 5, 1, 2, 1),
     "strided-5x5": (16, 32, (11, 11), 5, 2, 2, 1),
     "depthwise-3x3": (32, 32, (10, 10), 3, 1, 1, 32),
@@ -249,7 +256,10 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         direct_dw = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == ("tiled_nhwc",) * 2 + (direct_dw,)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
-        assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == ("tiled_nhwc",) * 3  # no layout change
+        # No layout change (off Intel CPUs, forward and dx the direct kernel: the 1x1 rules below).
+        pointwise_cl = ("tiled_nhwc",) * 3 if _C._intel_cpu() or isa != "avx512" else ("direct_nhwc",) * 2 + (
+            "tiled_nhwc",)
+        assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == pointwise_cl
         # channels_last layers with kernels larger than 1x1: the direct NHWC kernel (on AVX2, whose 6 x 16 blocks
         # have half the FMAs a broadcast, the forward up to 64 output channels or with a kernel 3x3 or larger, dx at
         # any width; else the tiled path on NHWC memory). It reads the input unpadded, so strides (the forward), the
@@ -265,19 +275,23 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == ("direct_nhwc",
                                                                                                  "tiled_nhwc")
         assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == ("direct_nhwc", "direct_nhwc")
-        # 1x1 kernels: the GEMM on the NHWC rows, but on AVX-512 the direct kernel where its blocks fill every lane
-        # (a multiple of 64 outputs of the pass, up to 128 or no more than the depth), the depth is >= 64 and there
-        # are >= 512 output positions; dw the GEMM.
+        # 1x1 kernels: the GEMM on the NHWC rows, but on AVX-512 with >= 512 output positions the direct kernel: on
+        # an Intel CPU (MKL's GEMM at its best) where its blocks fill every lane (a multiple of 64 outputs of the
+        # pass, up to 128 or no more than the depth) and the depth is >= 64; elsewhere with >= 16 channels each way.
+        # dw the GEMM.
         one_by_one = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
+        off_intel = "tiled_nhwc" if _C._intel_cpu() else one_by_one  # the 1x1 layers the direct kernel runs elsewhere
         assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == (one_by_one,) + ("tiled_nhwc",) * 2
-        assert kernels_of((3, 256, 64, 56, 1), channels_last=True) == (one_by_one,) + ("tiled_nhwc",) * 2
-        assert kernels_of((3, 64, 256, 56, 1), channels_last=True) == ("tiled_nhwc", one_by_one, "tiled_nhwc")
-        assert kernels_of((8, 576, 96, 14, 1), channels_last=True) == ("tiled_nhwc",) * 3  # a part-filled block
+        assert kernels_of((3, 256, 64, 56, 1), channels_last=True) == (one_by_one, off_intel, "tiled_nhwc")
+        assert kernels_of((3, 64, 256, 56, 1), channels_last=True) == (off_intel, one_by_one, "tiled_nhwc")
+        assert kernels_of((8, 576, 96, 14, 1), channels_last=True) == (off_intel,) * 2 + ("tiled_nhwc",)
         # A reduction to 256 (the forward), an expansion to 1024 (its dx, the convolution of dy, reduces).
-        assert kernels_of((3, 512, 256, 28, 1), channels_last=True) == (one_by_one,) + ("tiled_nhwc",) * 2
-        assert kernels_of((3, 256, 1024, 14, 1), channels_last=True) == ("tiled_nhwc", one_by_one, "tiled_nhwc")
+        assert kernels_of((3, 512, 256, 28, 1), channels_last=True) == (one_by_one, off_intel, "tiled_nhwc")
+        assert kernels_of((3, 256, 1024, 14, 1), channels_last=True) == (off_intel, one_by_one, "tiled_nhwc")
         assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc",) * 3  # 196 positions
-        assert kernels_of((8, 16, 64, 56, 1), channels_last=True)[0] == "tiled_nhwc"  # a depth of 16
+        assert kernels_of((8, 16, 64, 56, 1), channels_last=True)[0] == off_intel  # a depth of 16
+        assert kernels_of((8, 8, 64, 56, 1), channels_last=True)[0] == "tiled_nhwc"  # a depth of 8
+        assert kernels_of((8, 64, 16, 56, 1), channels_last=True)[0] == off_intel  # 16 outputs: one vector
         assert kernels_of((3, 256, 64, 56, 1))[0] == "tiled"  # contiguous
         # Nor a large weight on few positions (its packing); dw the other way round: the direct dw on few positions,
         # the GEMM over many.

@@ -190,8 +190,8 @@ bool pointwise_nhwc(const Problem& p) {
 // `geometry` (the problem's, or dx's as a convolution of dy) with `outs` output channels, groups 1, where:
 // - outs >= 32: under 32 half the lanes of a block idle or more (the seed's 16->32 5x5 at 14x14, batch 32: dx,
 //   16 output channels, 1.26 against the exact-taps kernel's 0.81 ms);
-// - the kernel is not 1x1, but where direct_one_by_one holds: a 1x1 GEMM reads the input rows in place, with no
-//   columns to save (64->128 1x1 stride 2 at 56x56, batch 8, before the chunk-outer task order: 1.24x torch's time
+// - the kernel is not 1x1, but where direct_one_by_one holds (with its own bounds on outs): a 1x1 GEMM reads the
+//   input rows in place, with no columns to save (64->128 1x1 stride 2 at 56x56, batch 8, before the chunk-outer task order: 1.24x torch's time
 //   against tiled_nhwc's 1.06x; with it 0.98x against 1.14x);
 // - the weight it packs per call is under 2^20 floats, or there are >= 256 output positions to share the packing
 //   (512->512 3x3 on 7x7, channels_last: at batch 1 forward 1.17x torch against tiled_nhwc's 1.16x and the NCHW
@@ -257,15 +257,28 @@ constexpr int64_t kAnyOutputs = std::numeric_limits<int64_t>::max();
 // 14x14 1.09 / 1.06 against 1.13 / 1.16, 1024->512 1.00 / 1.00 against 1.06 / 1.08, 2048->512 on 7x7 at 32 0.91 against
 // 0.99, EfficientNet's 1152->192 1.06 against 1.09 at 32; as dx (the convolution of dy, O deep), the expansions:
 // ResNet-50's 256->1024 1.04 / 1.08 against 1.11 / 1.16, MobileNetV2's 320->1280 at 32 0.93 against 0.98.
+//
+// That is MKL on an Intel CPU (intel_cpu()). On other CPUs MKL runs slower code, and the direct kernel, its last
+// block as narrow as its channels need (nhwc_direct_simd.inc), beats it on every 1x1 layer of the networks with >= 512
+// output positions and >= 16 channels each way (AMD EPYC Zen 4, 2 threads, x torch's time, batch 8 / 32, direct
+// against the GEMM; forward: ResNet-50's 256->1024 on 14x14 0.97 / 1.04 against 1.10 / 1.38, 64->256 on 56x56 at 8
+// 1.01 against 1.26, 1024->2048 stride 2 0.80 / 0.89 against 1.00 / 1.36; MobileNetV2's 32->16 on 112x112 0.94 / 0.84
+// against 1.40 / 1.14, 576->96 on 14x14 1.02 / 0.97 against 1.20 / 1.21, 96->24 on 56x56 1.12 / 1.13 against 1.32 /
+// 1.37; EfficientNet's 480->80 0.99 / 1.02 against 1.13 / 1.38, 240->40 on 28x28 1.01 / 0.88 against 1.23 / 1.34; dx:
+// MobileNetV2's 384->64 1.29 / 1.14 against 2.25 / 2.28, EfficientNet's 240->40 1.08 / 1.11 against 1.23 / 1.32); with
+// fewer positions it lost there too (batch 1 on 7x7: EfficientNet's 1152->192 1.59 against 1.00).
 bool direct_one_by_one(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
-  return p.format == at::MemoryFormat::ChannelsLast && simd_float32(p) && simd_isa() == SimdIsa::avx512 &&
-         p.groups == 1 && geometry.kernel_h == 1 && geometry.kernel_w == 1 && outs % 64 == 0 &&
-         (outs <= 128 || outs <= geometry.channels) &&
-         geometry.channels >= 64 && geometry.batch * geometry.out_h * geometry.out_w >= 512;
+  if (p.format != at::MemoryFormat::ChannelsLast || !simd_float32(p) || simd_isa() != SimdIsa::avx512 ||
+      p.groups != 1 || geometry.kernel_h != 1 || geometry.kernel_w != 1 ||
+      geometry.batch * geometry.out_h * geometry.out_w < 512) {
+    return false;
+  }
+  if (!intel_cpu()) return outs >= 16 && geometry.channels >= 16;
+  return outs % 64 == 0 && (outs <= 128 || outs <= geometry.channels) && geometry.channels >= 64;
 }
 
 bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
-  return (direct_runs(p) || direct_one_by_one(p, geometry, outs)) && outs >= 32 &&
+  return ((direct_runs(p) && outs >= 32) || direct_one_by_one(p, geometry, outs)) &&
          (!large_weight(geometry, outs) || !few_positions(geometry));
 }
 
@@ -347,8 +360,9 @@ constexpr const char* kDepthwiseNhwcForward =
     "wide or output rows under 8 wide (by blocks of 16 channels), or on AVX2 output rows under 8 wide: the channels "
     "in the lanes, on NHWC memory";
 #define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
-  "on AVX-512 a 1x1 with a multiple of 64 output channels of the pass, up to 128 or no more than its depth, a depth " \
-  ">= 64 and >= 512 output positions"
+  "on AVX-512 a 1x1 with >= 512 output positions and, on an Intel CPU, a multiple of 64 output channels of the " \
+  "pass, up to 128 or no more than its depth, and a depth >= 64 (on other CPUs >= 16 output channels and a depth " \
+  ">= 16)"
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or, channels_last, "
     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or "

@@ -19,6 +19,8 @@ void add_python_bindings(pybind11::module_& m) {
   m.def("cpu_simd_isa", [] { return std::string(simd_isa_name(cpu_simd_isa())); });
   m.def("simd_isa", [] { return std::string(simd_isa_name(simd_isa())); });
   m.def("simd_isa_limit", [] { return std::string(simd_isa_name(simd_isa_limit())); });
+  // Whether the CPU is Intel's: some rules of the kernel table depend on it (MKL's GEMM runs its best code there).
+  m.def("_intel_cpu", [] { return intel_cpu(); });
   m.def("set_simd_isa_limit", [](const std::string& name) {
     for (SimdIsa isa : {SimdIsa::none, SimdIsa::avx2, SimdIsa::avx512}) {
       if (name == simd_isa_name(isa)) return set_simd_isa_limit(isa);

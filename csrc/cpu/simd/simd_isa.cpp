@@ -23,6 +23,15 @@ SimdIsa cpu_simd_isa() {
 #endif
 }
 
+bool intel_cpu() {
+#if CONV_EXT_X86_SIMD
+  static const bool intel = __builtin_cpu_is("intel");
+  return intel;
+#else
+  return false;
+#endif
+}
+
 SimdIsa simd_isa_limit() { return static_cast<SimdIsa>(g_simd_isa_limit.load()); }
 void set_simd_isa_limit(SimdIsa limit) { g_simd_isa_limit.store(static_cast<int>(limit)); }
 SimdIsa simd_isa() { return std::min(cpu_simd_isa(), simd_isa_limit()); }

@@ -30,6 +30,10 @@ const char* simd_isa_name(SimdIsa isa);
 // tiled path on ATen's GEMM, or the scalar depthwise loops.
 inline bool simd_kernels_enabled() { return simd_isa() != SimdIsa::none; }
 
+// Whether the CPU is Intel's (x86-64 with GCC or Clang; false elsewhere). MKL, the GEMM of torch's x86 wheels that
+// the tiled path calls, runs its best code there: where that GEMM or a kernel of ours wins can depend on it
+// (kernel_table.cpp).
+bool intel_cpu();
 // Picks the kernel of simd_isa() among a kernel's AVX-512 and AVX2 builds (simd_for_each_isa.h).
 template <typename Kernel>
 Kernel for_simd_isa(Kernel avx512, Kernel avx2) {
