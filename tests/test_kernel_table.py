@@ -292,7 +292,7 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 16, 64, 56, 1), channels_last=True)[0] == off_intel  # a depth of 16
         assert kernels_of((8, 8, 64, 56, 1), channels_last=True)[0] == "tiled_nhwc"  # a depth of 8
         assert kernels_of((8, 64, 16, 56, 1), channels_last=True)[0] == off_intel  # 16 outputs: one vector
-        assert kernels_of((3, 256, 64, 56, 1))[0] == "tiled"  # contiguous
+        assert kernels_of((3, 256, 64, 56, 1))[0] == ("tiled" if _C._intel_cpu() or isa != "avx512" else "direct_nhwc")
         # Nor a large weight on few positions (its packing); dw the other way round: the direct dw on few positions,
         # the GEMM over many.
         assert kernels_of((8, 512, 512, 7, 3), channels_last=True, padding=1) == ("direct_nhwc",) * 2 + (
@@ -312,16 +312,22 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[2] == (
             "direct_nhwc" if avx512 else "tiled_nhwc")
         # Contiguous: the direct forward at stride 1 from 64 output channels, from 256 on with >= 256 output
-        # positions (its NHWC copy is the layout change); dx at stride 1 where dy has no more channels than dx.
+        # positions (its NHWC copy is the layout change); dx at stride 1 where dy has no more channels than dx. Off
+        # Intel CPUs (MKL's GEMM slower there) at any stride and depth, dx with more channels in dy too.
         contiguous_direct = "direct_nhwc" if isa == "avx512" else "tiled"
+        off_intel = "tiled" if _C._intel_cpu() else contiguous_direct
         assert kernels_of((8, 64, 64, 56, 3), padding=1)[:2] == (contiguous_direct, contiguous_direct)
-        assert kernels_of((8, 64, 128, 56, 3), padding=1)[:2] == (contiguous_direct, "tiled")  # dy: 128 channels
+        assert kernels_of((8, 64, 128, 56, 3), padding=1)[:2] == (contiguous_direct, off_intel)  # dy: 128 channels
         assert kernels_of((8, 512, 256, 28, 3), padding=1)[1] == contiguous_direct
         assert kernels_of((8, 32, 32, 28, 3), padding=1)[1] not in ("direct_nhwc", "tiled")  # < 64 outputs
-        assert kernels_of((1, 256, 256, 14, 3), padding=1)[0] == "tiled"  # 196 positions
+        assert kernels_of((1, 256, 256, 14, 3), padding=1)[0] == off_intel  # 196 positions
         assert kernels_of((8, 256, 256, 14, 3), padding=1)[0] == contiguous_direct
-        assert kernels_of((8, 64, 128, 56, 3), stride=2, padding=1)[0] == "tiled"
+        assert kernels_of((8, 64, 128, 56, 3), stride=2, padding=1)[0] == off_intel
         # At stride 2 from 256 output channels with a kernel 3x3 or larger (not a 2x2 downsampler).
         assert kernels_of((8, 128, 256, 28, 3), stride=2, padding=1)[0] == contiguous_direct
-        assert kernels_of((8, 192, 384, 28, 2), stride=2)[0] == "tiled"
-        assert kernels_of((8, 3, 64, 224, 3), padding=1)[0] == "tiled"  # under 16 input channels
+        assert kernels_of((8, 192, 384, 28, 2), stride=2)[0] == off_intel
+        assert kernels_of((8, 3, 64, 224, 3), padding=1)[0] == off_intel  # under 16 input channels
+        # 1x1 layers off Intel CPUs: >= 64 channels each way, the forward from 128 input channels.
+        assert kernels_of((8, 64, 64, 56, 1))[:2] == ("tiled", off_intel)
+        assert kernels_of((8, 256, 64, 56, 1))[:2] == (off_intel, off_intel)
+        assert kernels_of((8, 144, 32, 28, 1))[0] == "tiled"

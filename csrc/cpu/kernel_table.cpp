@@ -191,8 +191,8 @@ bool pointwise_nhwc(const Problem& p) {
 // - outs >= 32: under 32 half the lanes of a block idle or more (the seed's 16->32 5x5 at 14x14, batch 32: dx,
 //   16 output channels, 1.26 against the exact-taps kernel's 0.81 ms);
 // - the kernel is not 1x1, but where direct_one_by_one holds (with its own bounds on outs): a 1x1 GEMM reads the
-//   input rows in place, with no columns to save (64->128 1x1 stride 2 at 56x56, batch 8, before the chunk-outer task order: 1.24x torch's time
-//   against tiled_nhwc's 1.06x; with it 0.98x against 1.14x);
+//   input rows in place, with no columns to save (64->128 1x1 stride 2 at 56x56, batch 8, before the chunk-outer
+//   task order: 1.24x torch's time against tiled_nhwc's 1.06x; with it 0.98x against 1.14x);
 // - the weight it packs per call is under 2^20 floats, or there are >= 256 output positions to share the packing
 //   (512->512 3x3 on 7x7, channels_last: at batch 1 forward 1.17x torch against tiled_nhwc's 1.16x and the NCHW
 //   tiled path's 0.80x, dx 1.25x against 0.91x; at batch 8 forward 0.92x against 1.03x, dx 0.93x against 0.95x).
@@ -268,12 +268,16 @@ constexpr int64_t kAnyOutputs = std::numeric_limits<int64_t>::max();
 // MobileNetV2's 384->64 1.29 / 1.14 against 2.25 / 2.28, EfficientNet's 240->40 1.08 / 1.11 against 1.23 / 1.32); with
 // fewer positions it lost there too (batch 1 on 7x7: EfficientNet's 1152->192 1.59 against 1.00).
 bool direct_one_by_one(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
-  if (p.format != at::MemoryFormat::ChannelsLast || !simd_float32(p) || simd_isa() != SimdIsa::avx512 ||
-      p.groups != 1 || geometry.kernel_h != 1 || geometry.kernel_w != 1 ||
-      geometry.batch * geometry.out_h * geometry.out_w < 512) {
+  const bool channels_last = p.format == at::MemoryFormat::ChannelsLast;
+  if ((!channels_last && intel_cpu()) || !simd_float32(p) || simd_isa() != SimdIsa::avx512 || p.groups != 1 ||
+      geometry.kernel_h != 1 || geometry.kernel_w != 1 || geometry.batch * geometry.out_h * geometry.out_w < 512) {
     return false;
   }
-  if (!intel_cpu()) return outs >= 16 && geometry.channels >= 16;
+  // Off Intel CPUs on contiguous tensors too, through a layout change (see direct_nhwc and direct_nhwc_dx).
+  if (!intel_cpu()) {
+    const int64_t least = channels_last ? 16 : 64;
+    return outs >= least && geometry.channels >= least;
+  }
   return outs % 64 == 0 && (outs <= 128 || outs <= geometry.channels) && geometry.channels >= 64;
 }
 
@@ -296,10 +300,23 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // 1.17 / 1.19, ResNet-50's 256->256 on 28x28 1.09 / 1.06 against 1.21 / 1.19; with 128 output channels it lost at
 // batch 32, 128->128 on 56x56 1.15 against 0.88, and ConvNeXt's 2x2 downsamplers, im2col's copy without overlap,
 // lost too: 96->192 on 56x56 1.26 / 1.57 against 1.05 / 0.97).
+//
+// All of that on an Intel CPU, against MKL's GEMM at its best. Elsewhere the direct forward beat the tiled path on
+// contiguous tensors wherever it runs with >= 64 output channels, at any stride and depth (AMD EPYC Zen 4, 2 threads, x
+// torch's time, batch 1 / 8, direct against the tiled path: ResNet's 7x7 stem 1.13 / 0.96 against 2.07 / 1.33,
+// 64->128 3x3 stride 2 on 56x56 0.93 / 0.95 against 1.47 / 1.34, 256->256 on 14x14 at 1 1.09 against 1.98,
+// ResNet-50's 128->128 stride 2 on 56x56 0.98 / 0.83 against 1.91 / 1.35, VGG's 3->64 stem at 1 1.03 against 3.83,
+// ConvNeXt's 4x4 stride 4 stem 1.23 / 1.18 against 2.74 / 1.70, its 2x2 downsamplers 96->192 0.88 / 0.93 against
+// 1.43 / 0.99; 1x1 layers (direct_one_by_one): ResNet-50's 256->1024 on 14x14 at 8 0.96 against 1.25, 512->256 on
+// 28x28 0.96 / 0.92 against 1.08 / 1.06, 256->64 on 56x56 at 1 1.02 against 1.39), but 1x1 layers 64 deep only at
+// batch 1 (64->64 on 56x56 0.73 / 1.26 against 1.23 / 1.10, 64->128 stride 2 0.58 / 0.95 against 1.26 / 0.76): there
+// from 128 input channels.
 bool direct_nhwc(const Problem& p) {
   const bool wide_strided = p.out_channels >= 256 && kernel_3x3_or_larger(p.g);
-  const bool contiguous_wins = columns_pay(p) && (unit_stride(p.g) || wide_strided) && p.g.channels >= 16 &&
-                               (p.out_channels < 256 || !few_positions(p.g));
+  const bool contiguous_wins =
+      intel_cpu() ? columns_pay(p) && (unit_stride(p.g) || wide_strided) && p.g.channels >= 16 &&
+                        (p.out_channels < 256 || !few_positions(p.g))
+                  : columns_pay(p) && (p.g.kernel_h * p.g.kernel_w > 1 || p.g.channels >= 128);
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
          direct_nhwc_takes(p, p.g, p.out_channels) &&
          avx2_direct_pays(p, p.out_channels, kernel_3x3_or_larger(p.g) ? kAnyOutputs : 64);
@@ -313,10 +330,15 @@ bool direct_nhwc(const Problem& p) {
 // 1.19 / 1.29 / 1.22, 256->256 on 14x14 1.00 / 1.01 / 1.00 against 1.14 / 1.33 / 1.28, 512->512 on 7x7 (batch 8 /
 // 32) 1.13 / 1.00 against 1.32 / 1.28; VGG's 256->256 on 56x56 0.96 / 0.96 / 0.88 against 1.04 / 1.00 / 0.91). With
 // O > C the copy of the larger dy costs more and the deeper GEMM does better (VGG's 64->128 on 112x112 1.15 / 1.16 /
-// 1.00 against 1.14 / 1.13 / 0.87; 128->256 on 56x56 0.97 / 0.99 / 0.94 against 1.01 / 0.98 / 0.85).
+// 1.00 against 1.14 / 1.13 / 0.87; 128->256 on 56x56 0.97 / 0.99 / 0.94 against 1.01 / 0.98 / 0.85). That is on an
+// Intel CPU, MKL at its best; elsewhere the direct dx won with O > C too (AMD EPYC Zen 4, batch 1 / 8: VGG's 64->128
+// 0.98 / 0.92 against 1.15 / 1.25, 128->256 0.99 / 0.89 against 1.46 / 1.38, 256->512 on 28x28 1.04 / 0.89 against
+// 1.47 / 1.75), and on the 1x1 layers with >= 64 channels each way (direct_one_by_one; ResNet-50's 64->64 on 56x56
+// 0.67 / 1.32 against 1.59 / 2.08, 512->128 on 28x28 1.02 / 0.99 against 1.89 / 1.53, MobileNetV2's 384->64 on
+// 14x14 at 8 1.13 against 1.71).
 bool direct_nhwc_dx(const Problem& p) {
   const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
-  const bool contiguous_wins = columns_pay(p) && p.out_channels <= p.g.channels;
+  const bool contiguous_wins = columns_pay(p) && (p.out_channels <= p.g.channels || !intel_cpu());
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) && unit_stride(p.g) &&
          direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, p.g.channels, kAnyOutputs);
 }
@@ -360,16 +382,17 @@ constexpr const char* kDepthwiseNhwcForward =
     "wide or output rows under 8 wide (by blocks of 16 channels), or on AVX2 output rows under 8 wide: the channels "
     "in the lanes, on NHWC memory";
 #define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
-  "on AVX-512 a 1x1 with >= 512 output positions and, on an Intel CPU, a multiple of 64 output channels of the " \
-  "pass, up to 128 or no more than its depth, and a depth >= 64 (on other CPUs >= 16 output channels and a depth " \
-  ">= 16)"
+  "on AVX-512 a 1x1 with >= 512 output positions and, on an Intel CPU, channels_last tensors, a multiple of 64 " \
+  "output channels of the pass, up to 128 or no more than its depth, and a depth >= 64 (on other CPUs channels_last " \
+  "ones with >= 16 output channels and a depth >= 16, or contiguous ones with >= 64 of each)"
 constexpr const char* kDirectNhwc =
-    CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or, channels_last, "
-    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or "
-    ">= 256 output positions, and channels_last tensors, or contiguous ones with >= 16 input channels and, at stride "
-    "1, 64 to 255 output channels or more with >= 256 output positions, at larger strides >= 256 output channels, "
-    ">= 256 output positions and a kernel 3x3 or larger (on AVX2: channels_last, <= 64 output channels or a kernel "
-    "3x3 or larger): the direct convolution on NHWC memory, no columns";
+    CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or "
+    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions, and channels_last "
+    "tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, >= 16 input channels and, at "
+    "stride 1, up to 255 output channels or >= 256 output positions, at larger strides >= 256 output channels, >= 256 "
+    "output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from 128 input channels; on AVX2: "
+    "channels_last, <= 64 output channels or a kernel 3x3 or larger): the direct convolution on NHWC memory, no "
+    "columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
@@ -426,10 +449,10 @@ const Entry kForward[] = {
 const Entry kGradInput[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
-     CONV_EXT_SIMD_RULE ", groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 (or, channels_last, "
+     CONV_EXT_SIMD_RULE ", groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 (or "
      CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions, and channels_last "
-     "tensors, or contiguous ones with 64 output channels or more, and no more than input channels (on AVX2: "
-     "channels_last): dx as the direct NHWC convolution of dy"},
+     "tensors, or contiguous ones with 64 output channels or more, on an Intel CPU no more than input channels (on "
+     "AVX2: channels_last): dx as the direct NHWC convolution of dy"},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
