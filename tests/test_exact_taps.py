@@ -160,9 +160,12 @@ SUITE_KERNELS = {
 # Groups of 64 output channels or more run the forward and dx on the tiled path (csrc/cpu/kernel_table.cpp), where
 # the direct kernel (on contiguous tensors AVX-512 only) does not take them; on AVX2 their dw too.
 SUITE_KERNELS_AVX2 = {**SUITE_KERNELS, **{name: ("tiled",) * 3 for name in ("resnet-3x3", "vgg-like", "pointwise")}}
-# Off Intel CPUs (MKL's GEMM slower there) the pointwise shape's dx (64 channels each way) runs the direct kernel.
+# Off Intel CPUs (MKL's GEMM slower there) the pointwise shape's dx (64 channels each way) runs the direct kernel
+# (AVX-512), and on AVX2 the 3x3 shapes' forward and dx.
 if not _C._intel_cpu():
     SUITE_KERNELS = {**SUITE_KERNELS, "pointwise": ("tiled", "direct_nhwc", "tiled")}
+    SUITE_KERNELS_AVX2 = {**SUITE_KERNELS_AVX2,
+                          **{name: ("direct_nhwc", "direct_nhwc", "tiled") for name in ("resnet-3x3", "vgg-like")}}
 
 
 @pytest.mark.parametrize("name", list(SUITE_KERNELS))

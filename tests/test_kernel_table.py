@@ -222,7 +222,8 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # Under 256 positions at batch 1: the tiled path, summing dw in place.
         assert kernels_of((1, 256, 256, 14, 3), padding=1)[2] == "tiled"
         # 196 positions a plane (not narrow): not the NHWC GEMM; dx the direct kernel on AVX-512 (below).
-        assert kernels_of((3, 256, 256, 14, 3), padding=1)[1] == ("direct_nhwc" if isa == "avx512" else "tiled")
+        assert kernels_of((3, 256, 256, 14, 3), padding=1)[1] == (
+            "direct_nhwc" if isa == "avx512" or not _C._intel_cpu() else "tiled")
         assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", "tiled")
         # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample (at batch 1, under the
         # thread count, the tiled path).
@@ -313,21 +314,25 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
             "direct_nhwc" if avx512 else "tiled_nhwc")
         # Contiguous: the direct forward at stride 1 from 64 output channels, from 256 on with >= 256 output
         # positions (its NHWC copy is the layout change); dx at stride 1 where dy has no more channels than dx. Off
-        # Intel CPUs (MKL's GEMM slower there) at any stride and depth, dx with more channels in dy too.
-        contiguous_direct = "direct_nhwc" if isa == "avx512" else "tiled"
-        off_intel = "tiled" if _C._intel_cpu() else contiguous_direct
+        # Intel CPUs (MKL's GEMM slower there) at any stride and depth, dx with more channels in dy too; on AVX2 only
+        # at stride 1 with >= 16 input channels.
+        intel = _C._intel_cpu()
+        contiguous_direct = "direct_nhwc" if isa == "avx512" or not intel else "tiled"  # stride 1, C >= 16
+        strided_direct = "direct_nhwc" if isa == "avx512" else "tiled"
+        off_intel = "tiled" if intel else "direct_nhwc"
+        off_intel_avx512 = "tiled" if intel or isa != "avx512" else "direct_nhwc"
         assert kernels_of((8, 64, 64, 56, 3), padding=1)[:2] == (contiguous_direct, contiguous_direct)
         assert kernels_of((8, 64, 128, 56, 3), padding=1)[:2] == (contiguous_direct, off_intel)  # dy: 128 channels
         assert kernels_of((8, 512, 256, 28, 3), padding=1)[1] == contiguous_direct
         assert kernels_of((8, 32, 32, 28, 3), padding=1)[1] not in ("direct_nhwc", "tiled")  # < 64 outputs
         assert kernels_of((1, 256, 256, 14, 3), padding=1)[0] == off_intel  # 196 positions
         assert kernels_of((8, 256, 256, 14, 3), padding=1)[0] == contiguous_direct
-        assert kernels_of((8, 64, 128, 56, 3), stride=2, padding=1)[0] == off_intel
+        assert kernels_of((8, 64, 128, 56, 3), stride=2, padding=1)[0] == off_intel_avx512
         # At stride 2 from 256 output channels with a kernel 3x3 or larger (not a 2x2 downsampler).
-        assert kernels_of((8, 128, 256, 28, 3), stride=2, padding=1)[0] == contiguous_direct
-        assert kernels_of((8, 192, 384, 28, 2), stride=2)[0] == off_intel
-        assert kernels_of((8, 3, 64, 224, 3), padding=1)[0] == off_intel  # under 16 input channels
-        # 1x1 layers off Intel CPUs: >= 64 channels each way, the forward from 128 input channels.
-        assert kernels_of((8, 64, 64, 56, 1))[:2] == ("tiled", off_intel)
-        assert kernels_of((8, 256, 64, 56, 1))[:2] == (off_intel, off_intel)
+        assert kernels_of((8, 128, 256, 28, 3), stride=2, padding=1)[0] == strided_direct
+        assert kernels_of((8, 192, 384, 28, 2), stride=2)[0] == off_intel_avx512
+        assert kernels_of((8, 3, 64, 224, 3), padding=1)[0] == off_intel_avx512  # under 16 input channels
+        # 1x1 layers off Intel CPUs (AVX-512): >= 64 channels each way, the forward from 128 input channels.
+        assert kernels_of((8, 64, 64, 56, 1))[:2] == ("tiled", off_intel_avx512)
+        assert kernels_of((8, 256, 64, 56, 1))[:2] == (off_intel_avx512, off_intel_avx512)
         assert kernels_of((8, 144, 32, 28, 1))[0] == "tiled"

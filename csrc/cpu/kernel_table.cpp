@@ -234,9 +234,18 @@ bool direct_runs(const Problem& p) {
 // 1.09); ConvNeXt's 2x2 stride 2 downsamplers, im2col's copy without overlap, stay on the GEMM (batch 8: 96->192
 // 1.19 against 1.06, 192->384 1.10 against 0.95). dx likewise takes any number of input channels (channels_last,
 // batch 1 / 8: ResNet's 256->256 on 14x14 0.95 / 1.03 against 1.09 / 1.23, VGG's 256->256 on 56x56 0.98 / 1.02
-// against 1.11 / 1.11, 512->512 on 28x28 1.01 / 1.01 against 1.08 / 1.04; it had been held to <= 128).
+// against 1.11 / 1.11, 512->512 on 28x28 1.01 / 1.01 against 1.08 / 1.04; it had been held to <= 128). All that on
+// an Intel CPU; elsewhere, where MKL's GEMM runs slower code, on contiguous tensors too at stride 1 from 16 input
+// channels, through a layout change (AMD EPYC Zen 4, torch on AVX2 too, x torch's time, batch 1 / 8, direct against
+// the tiled path, forward: ResNet's 64->64 on 56x56 1.87 / 1.10 against 3.19 / 1.36, 128->128 on 28x28 0.93 / 1.06
+// against 1.70 / 1.23, VGG's 256->256 on 56x56 1.08 / 1.17 against 1.69 / 1.18, 512->512 on 14x14 at 8 0.92 against
+// 1.18; dx: 64->64 0.94 / 1.06 against 1.39 / 1.50, VGG's 512->512 on 28x28 1.04 / 1.13 against 1.48 / 1.62). At
+// stride 2 and on the 3-channel stems it was mixed (ResNet's 7x7 stem at 8 1.38 against 1.20, 64->128 3x3 stride 2
+// 1.20 against 1.08; VGG's 3->64 at 8 0.90 against 0.28).
 bool avx2_direct_pays(const Problem& p, int64_t outs, int64_t max_outs) {
-  return simd_isa() != SimdIsa::avx2 || (p.format == at::MemoryFormat::ChannelsLast && outs <= max_outs);
+  const bool contiguous_pays = !intel_cpu() && unit_stride(p.g) && p.g.channels >= 16;
+  return simd_isa() != SimdIsa::avx2 ||
+         ((p.format == at::MemoryFormat::ChannelsLast || contiguous_pays) && outs <= max_outs);
 }
 constexpr int64_t kAnyOutputs = std::numeric_limits<int64_t>::max();
 
@@ -391,8 +400,8 @@ constexpr const char* kDirectNhwc =
     "tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, >= 16 input channels and, at "
     "stride 1, up to 255 output channels or >= 256 output positions, at larger strides >= 256 output channels, >= 256 "
     "output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from 128 input channels; on AVX2: "
-    "channels_last, <= 64 output channels or a kernel 3x3 or larger): the direct convolution on NHWC memory, no "
-    "columns";
+    "channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output channels or a kernel 3x3 "
+    "or larger): the direct convolution on NHWC memory, no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
@@ -452,7 +461,7 @@ const Entry kGradInput[] = {
      CONV_EXT_SIMD_RULE ", groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 (or "
      CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions, and channels_last "
      "tensors, or contiguous ones with 64 output channels or more, on an Intel CPU no more than input channels (on "
-     "AVX2: channels_last): dx as the direct NHWC convolution of dy"},
+     "AVX2: channels_last, or on other CPUs >= 16 input channels): dx as the direct NHWC convolution of dy"},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
     {CpuKernel::depthwise_simd,
