@@ -29,8 +29,9 @@ at::Tensor nhwc(const at::Tensor& input) {
 
 // The weight of the convolution that the kernel runs, packed for it: packed[((b * taps + tap) * C' + c) * lanes + l]
 // = W[b * lanes + l][c][tap], zeros past its O' output channels; the last block's rows are last_lanes long (its
-// panel starts where a full block's would, its rows packed closer). W is the op's weight (O, C, kh, kw), or for dx, the
-// weight of the convolution of dy: W[c][o][tap] = weight[o][c][taps - 1 - tap] (transposed, flipped in both taps).
+// panel starts where a full block's would, its rows packed closer). W is the op's weight (O, C, kh, kw), or for dx,
+// the weight of the convolution of dy: W[c][o][tap] = weight[o][c][taps - 1 - tap] (transposed, flipped in both
+// taps).
 // Read in the weight's own memory format (a channels_last model's weights are channels_last: a contiguous copy
 // first cost as much as the packing, 0.75 ms for 512->512 3x3 on 2 threads).
 at::Tensor packed_weight(const at::Tensor& weight, int64_t lanes, int64_t last_lanes, bool for_grad_input) {
