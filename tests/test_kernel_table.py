@@ -160,6 +160,23 @@ def test_depthwise_by_channel_blocks_on_contiguous_tensors(name):
         assert error < 2e-6, (name, batch, error)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_dw_candidate_over_a_large_input(threads):
+    """A 1x1 dw over 32768 positions of 8 MiB of input: where the direct dw runs it on 2 threads, they split the
+    output rows (each summing every channel into its own partial), on 1 thread the channels; each candidate's sums
+    stay within float32's reach of F.conv2d's in float64."""
+    input, weight, kwargs = make((64, 40, (128, 128), 1, 1, 0, 1), 2, True)
+    grad_output = torch.randn(2, 40, 128, 128, generator=torch.Generator().manual_seed(3))
+    want = torch.ops.aten.convolution_backward(grad_output.double(), input.double(), weight.double(), None, [1, 1],
+                                               [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])[1]
+    with num_threads(threads):
+        for kernel in candidates(input, weight, kwargs)[2]:
+            with preferred(2, kernel):
+                got = pass_results(input, weight, dict(kwargs), grad_output)[2]
+            error = (got.double() - want).abs().max().item() / want.abs().max().item()
+            assert error < 2e-6, (kernel, error)
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 def test_no_output_channels_on_every_path(channels_last):
     """A weight with no output channels (an empty output): every pass of every candidate returns empty or zero
@@ -258,8 +275,7 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == ("tiled_nhwc",) * 2 + (direct_dw,)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
         # No layout change (off Intel CPUs, forward and dx the direct kernel: the 1x1 rules below).
-        pointwise_cl = ("tiled_nhwc",) * 3 if _C._intel_cpu() or isa != "avx512" else ("direct_nhwc",) * 2 + (
-            "tiled_nhwc",)
+        pointwise_cl = ("tiled_nhwc",) * 3 if _C._intel_cpu() or isa != "avx512" else ("direct_nhwc",) * 3
         assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == pointwise_cl
         # channels_last layers with kernels larger than 1x1: the direct NHWC kernel (on AVX2, whose 6 x 16 blocks
         # have half the FMAs a broadcast, the forward up to 64 output channels or with a kernel 3x3 or larger, dx at
@@ -279,17 +295,22 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # 1x1 kernels: the GEMM on the NHWC rows, but on AVX-512 with >= 512 output positions the direct kernel: on
         # an Intel CPU (MKL's GEMM at its best) where its blocks fill every lane (a multiple of 64 outputs of the
         # pass, up to 128 or no more than the depth) and the depth is >= 64; elsewhere with >= 16 channels each way.
-        # dw the GEMM.
+        # dw the GEMM on an Intel CPU; elsewhere the direct dw from 32 input channels, with no more than 4x as many
+        # output channels and a weight under 2^19 floats.
         one_by_one = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
         off_intel = "tiled_nhwc" if _C._intel_cpu() else one_by_one  # the 1x1 layers the direct kernel runs elsewhere
-        assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == (one_by_one,) + ("tiled_nhwc",) * 2
-        assert kernels_of((3, 256, 64, 56, 1), channels_last=True) == (one_by_one, off_intel, "tiled_nhwc")
-        assert kernels_of((3, 64, 256, 56, 1), channels_last=True) == (off_intel, one_by_one, "tiled_nhwc")
-        assert kernels_of((8, 576, 96, 14, 1), channels_last=True) == (off_intel,) * 2 + ("tiled_nhwc",)
+        assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == (one_by_one, "tiled_nhwc", off_intel)
+        assert kernels_of((3, 256, 64, 56, 1), channels_last=True) == (one_by_one, off_intel, off_intel)
+        assert kernels_of((3, 64, 256, 56, 1), channels_last=True) == (off_intel, one_by_one, off_intel)
+        assert kernels_of((8, 576, 96, 14, 1), channels_last=True) == (off_intel,) * 3
         # A reduction to 256 (the forward), an expansion to 1024 (its dx, the convolution of dy, reduces).
-        assert kernels_of((3, 512, 256, 28, 1), channels_last=True) == (one_by_one, off_intel, "tiled_nhwc")
-        assert kernels_of((3, 256, 1024, 14, 1), channels_last=True) == (off_intel, one_by_one, "tiled_nhwc")
-        assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc",) * 3  # 196 positions
+        assert kernels_of((3, 512, 256, 28, 1), channels_last=True) == (one_by_one, off_intel, off_intel)
+        assert kernels_of((3, 256, 1024, 14, 1), channels_last=True) == (off_intel, one_by_one, off_intel)
+        assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc",) * 2 + (off_intel,)  # 196
+        # The dw GEMM everywhere for 6x as many output channels, a weight of 2^19 floats, under 32 input channels.
+        assert kernels_of((8, 96, 576, 14, 1), channels_last=True)[2] == "tiled_nhwc"
+        assert kernels_of((8, 512, 1024, 28, 1), channels_last=True, stride=2)[2] == "tiled_nhwc"
+        assert kernels_of((8, 24, 48, 56, 1), channels_last=True)[2] == "tiled_nhwc"
         assert kernels_of((8, 16, 64, 56, 1), channels_last=True)[0] == off_intel  # a depth of 16
         assert kernels_of((8, 8, 64, 56, 1), channels_last=True)[0] == "tiled_nhwc"  # a depth of 8
         assert kernels_of((8, 64, 16, 56, 1), channels_last=True)[0] == off_intel  # 16 outputs: one vector
