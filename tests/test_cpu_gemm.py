@@ -1,9 +1,9 @@
 """The GEMM-shaped kernels of the CPU path on each instruction set the CPU offers (the SIMD kernels, ATen's GEMM in
 the tiles) and with ATen's GEMM for everything, each over the whole grid and over shapes that reach every edge of
 the micro-kernel: row tails (4-, 2- and 1-row kernels), column tails of 1 to 32, long sums (with and without
-bias), long dw sums, the small GEMMs summed as dot products, and the implicit GEMM (stride 1, Wo == W) for the
-forward and dx: panels across output rows, out_h != H, taps in the padding on every side, a negative padding for
-dx."""
+bias), long dw sums, the small GEMMs summed as dot products or as rows, and the implicit GEMM (stride 1, Wo == W)
+for the forward and dx: panels across output rows, out_h != H, taps in the padding on every side, a negative
+padding for dx."""
 import contextlib
 from dataclasses import replace
 
@@ -38,6 +38,11 @@ EDGES = [
     # (a tail alone) over 9 = 2 x 4 + 1.
     replace(BASE, name="dot-gemm-squeeze", batch=3, kernel=1, in_channels=37, out_channels=6, size=(1, 1)),
     replace(BASE, name="dot-gemm-short", batch=2, kernel=1, in_channels=5, out_channels=9, size=(1, 1)),
+    # At batch 1 its dx and dw sum B's rows (gemm.cpp): rows of 70 = 64 + 6 and of 100 = 64 + 2 x 16 + 4 columns;
+    # on a 2 x 3 plane the contiguous forward too (the bias per row of C).
+    replace(BASE, name="row-gemm-squeeze", batch=1, kernel=1, in_channels=70, out_channels=5, size=(1, 1)),
+    replace(BASE, name="row-gemm-wide", batch=1, kernel=1, in_channels=100, out_channels=3, size=(1, 1)),
+    replace(BASE, name="row-gemm-plane", batch=1, kernel=1, in_channels=9, out_channels=6, size=(2, 3)),
     # Implicit GEMM: 35 output positions = a 32-position panel across output rows plus a 3-position tail.
     replace(BASE, name="implicit-panels", size=(5, 7), padding=1),
     # Wo == W but Ho = H - 2 (no padding in height); dx then pads its height by 2.
