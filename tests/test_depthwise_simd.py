@@ -26,9 +26,10 @@ CASES = [
     # Dilation 3 with padding 4 on 5 x 20: for some outputs whole tap rows and columns lie in the padding.
     (replace(BASE, name="dilated-wide-padding", in_channels=3, out_channels=3, groups=3, size=(5, 20), dilation=3,
              padding=4), (SIMD, SIMD, "depthwise")),
-    # Stride 3 in height only: rows of the block three input rows apart; dx by phases.
+    # Stride 3 in height only: rows of the block three input rows apart; dx and dw (a strided layer on little
+    # input) by the NHWC depthwise kernel through a layout change.
     (replace(BASE, name="stride-h3", in_channels=6, out_channels=6, groups=6, size=(16, 16), kernel=(5, 3),
-             stride=(3, 1), padding=(2, 1)), (SIMD, "phased", "implicit")),
+             stride=(3, 1), padding=(2, 1)), (SIMD, "depthwise_nhwc", "depthwise_nhwc")),
     # Planes shorter than the kernel's reach: padding 2 on 4 x 9 (6 x 11 outputs, most lanes idle; rows under 8
     # wide go to the NHWC depthwise kernel, whose test_kernel_table runs this kernel on them too).
     (replace(BASE, name="narrow-planes", in_channels=4, out_channels=4, groups=4, size=(4, 9), padding=2),
@@ -56,8 +57,13 @@ def test_stride_w3_is_not_taken():
     assert_matches_torch(conv_ext.conv2d, case, torch.float32, True)
 
 
+# The NHWC depthwise dw sums one partial per range of rows, a range per thread: its result depends on the thread
+# count (within rounding), so the cases it takes are left out here.
+FIXED_ORDER = [(case, kernels) for case, kernels in CASES if kernels[2] != "depthwise_nhwc"]
+
+
 @simd_isas
-@pytest.mark.parametrize("case, kernels", CASES, ids=case_ids)
+@pytest.mark.parametrize("case, kernels", FIXED_ORDER, ids=[case.name for case, _ in FIXED_ORDER])
 def test_depthwise_simd_results_do_not_depend_on_the_thread_count(isa, case, kernels):
     """Each output sums its taps in one register in a fixed order: bitwise equal on 1 and 2 threads."""
     assert_same_on_1_and_2_threads(isa, case, kernels)

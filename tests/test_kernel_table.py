@@ -325,7 +325,11 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # block's rows); of a strided depthwise layer (GEMMs one deep) and of 16 input channels, the phases.
         assert kernels_of((8, 3, 32, 224, 3), stride=2, padding=1)[1] == "tiled"
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[1] == "tiled_nhwc"
-        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1] == "phased"
+        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("phased", "depthwise")
+        # ... unless the input is small: dx up to 2 MiB, dw under 32 MiB, through the NHWC depthwise kernel.
+        assert kernels_of((1, 144, 144, 56, 3), groups=144, stride=2, padding=1) == (
+            "depthwise_simd",) + ("depthwise_nhwc",) * 2  # 1.7 MiB
+        assert kernels_of((1, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("phased", "depthwise_nhwc")
         assert kernels_of((8, 16, 32, 32, 5), stride=2, padding=2)[1] == "phased"
         # 3-channel stems: the direct dw with the output channels in the lanes (AVX-512).
         avx512 = isa == "avx512"

@@ -158,6 +158,29 @@ bool depthwise_nhwc(const Problem& p) {
   return (p.format == at::MemoryFormat::ChannelsLast || p.g.out_w < 8) && depthwise_nhwc_runs(p);
 }
 
+// dx and dw of a contiguous strided depthwise layer, through the layout changes, where the input is small enough
+// that the copies stay in cache: the NCHW kernels for them are dx by phases (GEMMs one deep) and the scalar dw
+// loops (x torch's time, AMD EPYC Zen 4, 2 threads, the NCHW kernel against depthwise_nhwc and the copies). dx up
+// to 2 MiB of input: MobileNetV2's 144 channels 3x3 stride 2 on 56x56 at batch 1 3.23 against 1.54, 192 on 28x28
+// 2.49 against 0.88, EfficientNet's 240 on 28x28 2.92 against 0.96, 144 5x5 on 56x56 2.29 against 1.70; beyond it
+// the copies cost more (96 on 112x112 at batch 1, 4.8 MiB, 2.91 against 3.67; 240 on 28x28 at batch 8 2.73
+// against 3.74). dw under 32 MiB: 96 on 112x112 at batch 1 2.62 against 1.50, 192 on 28x28 at batch 8 / 32 3.92 /
+// 2.21 against 1.55 / 1.39, 240 on 28x28 at 8 / 32 3.57 / 1.59 against 1.20 / 1.30, 144 5x5 on 56x56 at 8 0.33
+// against 0.16; beyond it not (96 on 112x112 at batch 8, 37 MiB, 0.37 against 1.06; 144 on 56x56 at 32 0.35
+// against 1.09).
+int64_t input_bytes(const Problem& p) {
+  return p.g.batch * p.g.channels * p.g.height * p.g.width * int64_t{sizeof(float)};
+}
+bool strided_depthwise_through_nhwc(const Problem& p, int64_t max_input_bytes) {
+  return !unit_stride(p.g) && input_bytes(p) <= max_input_bytes && depthwise_nhwc_runs(p);
+}
+bool depthwise_nhwc_dx(const Problem& p) {
+  return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, int64_t{2} << 20);
+}
+bool depthwise_nhwc_dw(const Problem& p) {
+  return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, (int64_t{32} << 20) - 1);
+}
+
 // The forward of a contiguous depthwise layer: on AVX-512, where the sliding block runs, by blocks of 16 channels of
 // one sample transposed in L2 (nhwc_depthwise_simd.inc; no layout change of the tensors), for kernels 5 and 7 wide or
 // output rows under 8 wide: there no lane idles on a row's end nor sums a tap in the padding, as the NCHW kernel's
@@ -401,9 +424,10 @@ bool always(const Problem&) { return true; }
 // The conditions most rules start with, and those of the last two entries of every table, in words.
 #define CONV_EXT_SIMD_RULE "float32 on the SIMD kernels"
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
-constexpr const char* kDepthwiseNhwc =
-    "float32 on the SIMD kernels, channels_last tensors or output rows under 8 wide, depthwise with one output channel "
-    "per group: the channels in the lanes, on NHWC memory";
+#define CONV_EXT_DEPTHWISE_NHWC_STRIDED(limit)                                                                   \
+  "float32 on the SIMD kernels, depthwise with one output channel per group, channels_last tensors, output rows " \
+  "under 8 wide, or a stride > 1 and " limit " of input (through a layout change): the channels in the lanes, on " \
+  "NHWC memory"
 constexpr const char* kDepthwiseNhwcForward =
     "float32 on the SIMD kernels, depthwise with one output channel per group, channels_last tensors, or contiguous "
     "ones on AVX-512 with a kernel 3, 5 or 7 wide, dilation_w 1, stride_w 1 (2 for 5 and 7 wide), and a kernel 5 or 7 "
@@ -475,7 +499,7 @@ const Entry kForward[] = {
 };
 
 const Entry kGradInput[] = {
-    {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dx, CONV_EXT_DEPTHWISE_NHWC_STRIDED("<= 2 MiB")},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
      CONV_EXT_SIMD_RULE ", groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 (or "
      CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions, and channels_last "
@@ -529,7 +553,7 @@ const Entry kGradWeight[] = {
     {CpuKernel::direct_nhwc, direct_one_by_one_dw,
      "float32 on AVX-512, not an Intel CPU, channels_last tensors, groups 1, 1x1, >= 32 input channels, no more "
      "than 4x as many output channels and a weight under 2^19 floats: dw without columns"},
-    {CpuKernel::depthwise_nhwc, depthwise_nhwc, kDepthwiseNhwc},
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dw, CONV_EXT_DEPTHWISE_NHWC_STRIDED("under 32 MiB")},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Contiguous, a batch under the thread count: the tiled path sums dw in place, one GEMM per sample and group
     // (ATen's, on every thread), no partial sums to add or transpose; ahead of the kernels below on few positions
@@ -602,6 +626,7 @@ const Entry kGradWeight[] = {
 };
 
 #undef CONV_EXT_SIMD_RULE
+#undef CONV_EXT_DEPTHWISE_NHWC_STRIDED
 #undef CONV_EXT_DIRECT_ONE_BY_ONE_RULE
 
 constexpr const char* kPreferred = "preferred by conv_ext._C._prefer_cpu_kernel (a test and benchmark switch)";
