@@ -306,7 +306,11 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # A reduction to 256 (the forward), an expansion to 1024 (its dx, the convolution of dy, reduces).
         assert kernels_of((3, 512, 256, 28, 1), channels_last=True) == (one_by_one, off_intel, off_intel)
         assert kernels_of((3, 256, 1024, 14, 1), channels_last=True) == (off_intel, one_by_one, off_intel)
-        assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc",) * 2 + (off_intel,)  # 196
+        # Under 512 positions the GEMM, but off Intel CPUs the direct kernel where the pass expands (its dx here).
+        assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc",) + (off_intel,) * 2  # 196
+        assert kernels_of((1, 160, 960, 7, 1), channels_last=True)[:2] == (off_intel, "tiled_nhwc")
+        assert kernels_of((8, 160, 960, 7, 1))[0] == ("tiled_nhwc" if _C._intel_cpu() else one_by_one)  # 392
+        assert kernels_of((1, 160, 960, 7, 1))[0] == "tiled"  # a contiguous forward at batch 1: one GEMM
         # The dw GEMM everywhere for 6x as many output channels, a weight of 2^19 floats, under 32 input channels.
         assert kernels_of((8, 96, 576, 14, 1), channels_last=True)[2] == "tiled_nhwc"
         assert kernels_of((8, 512, 1024, 28, 1), channels_last=True, stride=2)[2] == "tiled_nhwc"

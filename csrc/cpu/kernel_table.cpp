@@ -298,12 +298,25 @@ constexpr int64_t kAnyOutputs = std::numeric_limits<int64_t>::max();
 // against 1.40 / 1.14, 576->96 on 14x14 1.02 / 0.97 against 1.20 / 1.21, 96->24 on 56x56 1.12 / 1.13 against 1.32 /
 // 1.37; EfficientNet's 480->80 0.99 / 1.02 against 1.13 / 1.38, 240->40 on 28x28 1.01 / 0.88 against 1.23 / 1.34; dx:
 // MobileNetV2's 384->64 1.29 / 1.14 against 2.25 / 2.28, EfficientNet's 240->40 1.08 / 1.11 against 1.23 / 1.32); with
-// fewer positions it lost there too (batch 1 on 7x7: EfficientNet's 1152->192 1.59 against 1.00).
+// fewer positions it lost there too where the pass reduces (batch 1 on 7x7: EfficientNet's 1152->192 forward 1.55
+// against 1.00, 960->160 1.42 against 0.80), but won where it expands (more outputs than its depth), in dx at any
+// batch (the convolution of dy, x torch's time, batch 1 / 8, contiguous: EfficientNet's 1152->192 on 7x7 1.00 / 0.93
+// against 1.21 / 1.16, 960->160 0.94 / 0.97 against 1.11 / 1.47, ResNet-50's 1024->256 on 14x14 at 1 0.89 against
+// 1.14; channels_last: 960->160 0.92 / 0.79 against 1.45 / 1.36) and in the forward but the contiguous one at batch 1,
+// where the tiled path runs one GEMM over the plane (batch 8, contiguous / channels_last: MobileNetV2's 160->960 on 7x7
+// 0.96 / 0.77 against 1.46 / 1.30, 320->1280 0.97 / 0.80 against 1.43 / 1.17, EfficientNet's 192->1152 0.94 / 0.83
+// against 1.48 / 1.29, ResNet-50's 512->2048 1.09 / 0.91 against 1.32 / 1.10; channels_last at batch 1: 112->672 on
+// 14x14 0.98 against 1.71, 256->1024 1.12 against 1.64; contiguous at batch 1 it lost, 160->960 1.43 against 1.04).
 bool direct_one_by_one(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
   const bool channels_last = p.format == at::MemoryFormat::ChannelsLast;
   if ((!channels_last && intel_cpu()) || !simd_float32(p) || simd_isa() != SimdIsa::avx512 || p.groups != 1 ||
-      geometry.kernel_h != 1 || geometry.kernel_w != 1 || geometry.batch * geometry.out_h * geometry.out_w < 512) {
+      geometry.kernel_h != 1 || geometry.kernel_w != 1) {
     return false;
+  }
+  if (geometry.batch * geometry.out_h * geometry.out_w < 512) {
+    // An expanding pass has the layer's outputs only in the forward (dx's outputs are the layer's input channels).
+    const bool expands = outs > geometry.channels, forward = outs == p.out_channels;
+    if (intel_cpu() || !expands || (!channels_last && forward && geometry.batch == 1)) return false;
   }
   // Off Intel CPUs on contiguous tensors too, through a layout change (see direct_nhwc and direct_nhwc_dx).
   if (!intel_cpu()) {
@@ -436,7 +449,8 @@ constexpr const char* kDepthwiseNhwcForward =
 #define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
   "on AVX-512 a 1x1 with >= 512 output positions and, on an Intel CPU, channels_last tensors, a multiple of 64 " \
   "output channels of the pass, up to 128 or no more than its depth, and a depth >= 64 (on other CPUs channels_last " \
-  "ones with >= 16 output channels and a depth >= 16, or contiguous ones with >= 64 of each)"
+  "ones with >= 16 output channels and a depth >= 16, or contiguous ones with >= 64 of each, and under 512 output " \
+  "positions where the pass has more outputs than its depth, but for a contiguous forward at batch 1)"
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or "
     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions, and channels_last "
