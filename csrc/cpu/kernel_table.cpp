@@ -168,11 +168,8 @@ bool depthwise_nhwc(const Problem& p) {
 // 2.21 against 1.55 / 1.39, 240 on 28x28 at 8 / 32 3.57 / 1.59 against 1.20 / 1.30, 144 5x5 on 56x56 at 8 0.33
 // against 0.16; beyond it not (96 on 112x112 at batch 8, 37 MiB, 0.37 against 1.06; 144 on 56x56 at 32 0.35
 // against 1.09).
-int64_t input_bytes(const Problem& p) {
-  return p.g.batch * p.g.channels * p.g.height * p.g.width * int64_t{sizeof(float)};
-}
 bool strided_depthwise_through_nhwc(const Problem& p, int64_t max_input_bytes) {
-  return !unit_stride(p.g) && input_bytes(p) <= max_input_bytes && depthwise_nhwc_runs(p);
+  return !unit_stride(p.g) && p.g.input_numel() * int64_t{sizeof(float)} <= max_input_bytes && depthwise_nhwc_runs(p);
 }
 bool depthwise_nhwc_dx(const Problem& p) {
   return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, int64_t{2} << 20);

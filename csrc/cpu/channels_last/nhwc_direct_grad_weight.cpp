@@ -48,9 +48,8 @@ at::Tensor nhwc_direct_grad_weight(const at::Tensor& grad_output, const at::Tens
   }
   // dw as (O, kh, kw, C), a channels_last weight's memory.
   const int64_t rows = g.batch * g.out_h, threads = at::get_num_threads();
-  const int64_t input_bytes = g.batch * g.height * g.width * g.channels * int64_t{sizeof(float)};
   const bool split_rows = g.kernel_h * g.kernel_w == 1 && O <= g.channels && threads > 1 && rows > 1 &&
-                          input_bytes >= threads * kSplitRowsBytes;
+                          g.input_numel() * int64_t{sizeof(float)} >= threads * kSplitRowsBytes;
   at::Tensor grad_weight;
   if (split_rows) {
     const int64_t ranges = std::min(rows, threads);
