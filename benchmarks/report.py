@@ -28,7 +28,8 @@ def _heap_note(meta: dict) -> str:
     if meta.get("glibc_heap_pinned") is None:  # a run from before the setting was recorded
         return ""
     if meta["glibc_heap_pinned"]:
-        return " glibc's heap pinned (no trimming: no implementation pays re-faulted pages; benchmarks/heap.py)."
+        return (" glibc's heap pinned (no trimming, no mmap: no implementation pays re-faulted pages; "
+                "benchmarks/heap.py).")
     return " glibc's heap as it comes (--default-heap, or not glibc): page faults land as the heap's history has it."
 
 
