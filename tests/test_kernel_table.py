@@ -22,6 +22,11 @@ LAYERS = {
     "resnet-down-3x3": (64, 128, (9, 9), 3, 2, 1, 1),
     "resnet-down-1x1": (64, 128, (9, 9), 1, 2, 0, 1),
     "resnet-down-3x3-256": (32, 256, (15, 15), 3, 2, 1, 1),  # the direct kernel at stride 2 on contiguous tensors
+    # dx by phases on the direct kernel (off Intel CPUs): stride 3 with a kernel of 2, whose third phase no tap
+    # reaches (zeros); padding beyond the kernel's reach (phases that crop dy); a 2x2 downsampler (1x1 phases).
+    "phases-unreached": (32, 40, (11, 13), 2, 3, 0, 1),
+    "phases-cropped": (32, 48, (10, 9), 3, 2, 3, 1),
+    "downsampler-2x2": (48, 64, (10, 10), 2, 2, 0, 1),
     "wide-7x7-plane": (128, 128, (7, 7), 3, 1, 1, 1),
     "bottleneck-1x1": (64, 24, (7, 7), 1, 1, 0, 1),
     # 1x1 on the direct kernel (channels_last, AVX-512): 64 outputs of each pass, 128 with a stride; >= 512 positions.
@@ -231,8 +236,10 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1)[2] != "tiled"
         # Output planes under 128 positions: at batch 1 the tiled path's one GEMM covers the plane; at batch > 1 the
         # NHWC tiled path's GEMMs run over the positions of several samples (through a layout change).
+        # (dx off Intel CPUs on AVX-512 by phases on the direct kernel, through the same layout change.)
         assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", "tiled")
-        assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled_nhwc", "tiled_nhwc", dw_of_wide)
+        phases = "direct_nhwc" if isa == "avx512" and not _C._intel_cpu() else "tiled_nhwc"
+        assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == ("tiled_nhwc", phases, dw_of_wide)
         # Over 256 positions, or a smaller weight, the exact-taps dw (AVX-512).
         assert kernels_of((8, 512, 512, 7, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
         assert kernels_of((1, 64, 64, 56, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled")
@@ -289,8 +296,14 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[0] == "direct_nhwc"
         assert kernels_of((1, 3, 64, 224, 3), channels_last=True, padding=1)[0] == "direct_nhwc"  # 27 steps a window
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[0] == "direct_nhwc"
+        # dx of a strided layer: off Intel CPUs by phases on the direct kernel for kernels larger than 1x1 (on AVX2
+        # 3x3 or larger), else the GEMM on NHWC rows.
+        phases_cl = "tiled_nhwc" if _C._intel_cpu() else "direct_nhwc"
         assert kernels_of((3, 64, 128, 56, 3), channels_last=True, stride=2, padding=1)[:2] == ("direct_nhwc",
-                                                                                                 "tiled_nhwc")
+                                                                                                 phases_cl)
+        assert kernels_of((8, 96, 192, 56, 2), channels_last=True, stride=2)[1] == (
+            "direct_nhwc" if isa == "avx512" and not _C._intel_cpu() else "tiled_nhwc")
+        assert kernels_of((8, 64, 128, 56, 1), channels_last=True, stride=2)[1] == "tiled_nhwc"
         assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == ("direct_nhwc", "direct_nhwc")
         # 1x1 kernels: the GEMM on the NHWC rows, but on AVX-512 with >= 512 output positions the direct kernel: on
         # an Intel CPU (MKL's GEMM at its best) where its blocks fill every lane (a multiple of 64 outputs of the

@@ -378,10 +378,30 @@ bool direct_nhwc(const Problem& p) {
 // 1.47 / 1.75), and on the 1x1 layers with >= 64 channels each way (direct_one_by_one; ResNet-50's 64->64 on 56x56
 // 0.67 / 1.32 against 1.59 / 2.08, 512->128 on 28x28 1.02 / 0.99 against 1.89 / 1.53, MobileNetV2's 384->64 on
 // 14x14 at 8 1.13 against 1.71).
+//
+// At stride > 1 (dilation 1) dx is taken by phases (grad_input_as_conv2d.h), each the kernel on dy writing every
+// s-th pixel of dx: off Intel CPUs, where the GEMM on NHWC rows is MKL's slower code, for kernels larger than 1x1
+// (AMD EPYC Zen 4, 2 threads, x torch's time, batch 1 / 8 / 32, phases against the table's choice before them,
+// tiled_nhwc on channels_last, the tiled path on contiguous tensors or tiled_nhwc from batch 8 on 14 x 14: ResNet-50's
+// 128->128 3x3 on 56x56 channels_last 1.08 / 0.95 / 0.95 against 2.76 / 2.59 / 2.56, contiguous 0.74 / 0.79 / 0.77
+// against 1.28 / 1.04 / 0.95; 256->256 on 28x28 0.97 / 0.89 / 0.92 against 1.40 / 1.45 / 1.50; 512->512 on 14x14
+// at 8 / 32 0.81 / 0.79 against 1.21 / 1.40; ResNet's 64->128 on 56x56 1.08 / 0.94 / 1.19 against 2.13 / 2.25 /
+// 2.27, 128->256 on 28x28 1.06 / 0.86 / 0.97 against 1.94 / 1.75 / 1.97; ConvNeXt's 2x2 downsamplers 96->192 on
+// 56x56 1.08 / 0.96 / 1.06 against 1.30 / 1.29 / 1.30, 384->768 on 14x14 at 8 / 32 0.90 / 0.93 against 1.18 / 1.25).
+// A strided 1x1's dx is mostly zeros (3/4 at stride 2), which the phases write apart: there the GEMM did as well or
+// better (ResNet's 64->128 1x1 stride 2 on 56x56, channels_last, 1.31 / 1.77 / 1.45 against 1.03 / 1.07 / 1.12).
+// On AVX2 (channels_last only: avx2_direct_pays) for kernels 3x3 or larger (torch on AVX2 too, against tiled_nhwc:
+// 128->128 on 56x56 1.05 / 1.06 / 1.13 against 1.32 / 1.33 / 1.22, 64->128 1.07 / 1.08 / 1.20 against 1.20 / 1.31 /
+// 1.36, 256->256 on 28x28 1.07 / 0.93 / 1.01 against 1.10 / 1.19 / 1.26); the 2x2 downsamplers, whose phases are
+// 1x1, lost at batch 32 (96->192 1.50 against 1.24, 192->384 1.23 against 1.13).
+bool dx_by_phases(const Problem& p) {
+  const bool taps_pay = simd_isa() == SimdIsa::avx2 ? kernel_3x3_or_larger(p.g) : p.g.kernel_h * p.g.kernel_w > 1;
+  return !intel_cpu() && p.g.dilation_h == 1 && p.g.dilation_w == 1 && taps_pay;
+}
 bool direct_nhwc_dx(const Problem& p) {
   const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
   const bool contiguous_wins = columns_pay(p) && (p.out_channels <= p.g.channels || !intel_cpu());
-  return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) && unit_stride(p.g) &&
+  return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) && (unit_stride(p.g) || dx_by_phases(p)) &&
          direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, p.g.channels, kAnyOutputs);
 }
 
@@ -512,7 +532,8 @@ const Entry kForward[] = {
 const Entry kGradInput[] = {
     {CpuKernel::depthwise_nhwc, depthwise_nhwc_dx, CONV_EXT_DEPTHWISE_NHWC_STRIDED("<= 2 MiB")},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
-     CONV_EXT_SIMD_RULE ", groups 1, stride 1, >= 32 input channels, a kernel larger than 1x1 (or "
+     CONV_EXT_SIMD_RULE ", groups 1, stride 1 (on other CPUs than Intel's any stride with dilation 1 and a kernel "
+     "larger than 1x1, on AVX2 3x3 or larger: by phases), >= 32 input channels, a kernel larger than 1x1 (or "
      CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions, and channels_last "
      "tensors, or contiguous ones with 64 output channels or more, on an Intel CPU no more than input channels (on "
      "AVX2: channels_last, or on other CPUs >= 16 input channels): dx as the direct NHWC convolution of dy"},

@@ -1,5 +1,5 @@
 // The direct NHWC forward (nhwc_direct.h): its input in NHWC memory, the kernel of
-// nhwc_direct_simd.inc once per instruction set, and dx at stride 1 as that forward on dy.
+// nhwc_direct_simd.inc once per instruction set, and dx as that forward on dy (by phases at strides > 1).
 #include "cpu/channels_last/nhwc_direct.h"
 #include "cpu/channels_last/nhwc_tensors.h"
 
@@ -11,6 +11,24 @@
 
 #include "cpu/grad_input/grad_input_as_conv2d.h"
 #include "ops/settings.h"
+
+namespace conv_ext::cpu {
+
+// Where the kernel writes output position (n, oh, ow) of its convolution: the planes of an NCHW output (each chunk
+// transposed into them), or an NHWC pixel, ((n * height + row0 + oh * row_step) * width + col0 + ow * col_step),
+// of `out_channels` floats: (n, oh, ow) itself for the whole output, every s-th pixel for a phase of a strided dx.
+struct DirectOutput {
+  float* data;
+  bool nchw;
+  int64_t height, width, row0 = 0, col0 = 0, row_step = 1, col_step = 1;
+
+  bool phase_of_grad_input() const { return row_step != 1 || col_step != 1; }
+  int64_t pixel(int64_t n, int64_t oh, int64_t ow) const {
+    return (n * height + row0 + oh * row_step) * width + col0 + ow * col_step;
+  }
+};
+
+}  // namespace conv_ext::cpu
 
 #define CONV_EXT_SIMD_BODY "cpu/channels_last/nhwc_direct_simd.inc"
 #include "cpu/simd/simd_for_each_isa.h"
@@ -76,20 +94,51 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t lanes, int64_t last_l
   return packed;
 }
 
+// The packed weight of the kernel on `input` with the op's weight (or, for_grad_input, on dy with dx's weight).
+at::Tensor packed_for(const at::Tensor& weight, bool for_grad_input) {
+  const int64_t out_channels = weight.size(for_grad_input ? 1 : 0);
+  return packed_weight(weight, CONV_EXT_SIMD_KERNEL(nhwc_direct_lanes)(out_channels),
+                       CONV_EXT_SIMD_KERNEL(nhwc_direct_last_lanes)(out_channels), for_grad_input);
+}
+
 // The kernel on `input` with the op's weight (or, for_grad_input, on dy with dx's weight), geometry g.
 at::Tensor run(const at::Tensor& input, const at::Tensor& weight, bool for_grad_input, const float* bias,
                const ConvGeometry& g, at::MemoryFormat output_format) {
   const int64_t out_channels = weight.size(for_grad_input ? 1 : 0);
   const at::Tensor nhwc_input = nhwc(input);
-  const at::Tensor packed = packed_weight(weight, CONV_EXT_SIMD_KERNEL(nhwc_direct_lanes)(out_channels),
-                                         CONV_EXT_SIMD_KERNEL(nhwc_direct_last_lanes)(out_channels), for_grad_input);
+  const at::Tensor packed = packed_for(weight, for_grad_input);
   const bool nchw_output = output_format != at::MemoryFormat::ChannelsLast;
   at::Tensor output = at::empty({g.batch, out_channels, g.out_h, g.out_w},
                                 input.options().memory_format(nchw_output ? at::MemoryFormat::Contiguous
                                                                           : at::MemoryFormat::ChannelsLast));
   CONV_EXT_SIMD_KERNEL(nhwc_direct_conv2d)(nhwc_input.const_data_ptr<float>(), packed.const_data_ptr<float>(), bias,
-                                           output.mutable_data_ptr<float>(), nchw_output, g, out_channels);
+                                           {output.mutable_data_ptr<float>(), nchw_output, g.out_h, g.out_w}, g,
+                                           out_channels);
   return output;
+}
+
+// dx of a strided convolution by phases (grad_input_as_conv2d.cpp): each phase the kernel on dy with the taps of
+// the weight that reach its pixels, writing every s-th pixel of the NHWC dx; zeros where no tap reaches.
+at::Tensor phased_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+                             const ConvGeometry& g) {
+  const at::Tensor nhwc_grad_output = nhwc(grad_output);
+  const std::vector<GradInputPhase> phases = grad_input_phases(g, weight.size(0));
+  const bool all_reached = std::all_of(phases.begin(), phases.end(), [](const GradInputPhase& p) { return p.reached; });
+  const at::TensorOptions options = input.options().memory_format(at::MemoryFormat::ChannelsLast);
+  at::Tensor grad_input = at::empty(input.sizes(), options);
+  if (!all_reached) grad_input.zero_();
+  for (const GradInputPhase& phase : phases) {
+    if (!phase.reached) continue;
+    const at::Tensor taps = weight.slice(2, phase.first_tap_h, g.kernel_h, g.stride_h)
+                                .slice(3, phase.first_tap_w, g.kernel_w, g.stride_w);
+    const at::Tensor packed = packed_for(taps, true);
+    const DirectOutput pixels{grad_input.mutable_data_ptr<float>(), false, g.height, g.width, phase.row,
+                              phase.col, g.stride_h, g.stride_w};
+    CONV_EXT_SIMD_KERNEL(nhwc_direct_conv2d)(nhwc_grad_output.const_data_ptr<float>(),
+                                             packed.const_data_ptr<float>(), nullptr, pixels, phase.geometry,
+                                             g.channels);
+  }
+  return grad_input;
 }
 
 }  // namespace
@@ -101,8 +150,10 @@ at::Tensor nhwc_direct_conv2d(const at::Tensor& input, const at::Tensor& weight,
 
 at::Tensor nhwc_direct_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                                   const ConvGeometry& g, at::MemoryFormat output_format) {
-  at::Tensor grad_input =
-      run(grad_output, weight, true, nullptr, transposed_geometry(g, weight.size(0)), output_format);
+  at::Tensor grad_input = g.stride_h == 1 && g.stride_w == 1
+                              ? run(grad_output, weight, true, nullptr, transposed_geometry(g, weight.size(0)),
+                                    output_format)
+                              : phased_grad_input(grad_output, input, weight, g);
   TORCH_INTERNAL_ASSERT(grad_input.sizes() == input.sizes());
   return grad_input;
 }

@@ -17,7 +17,9 @@ namespace conv_ext::cpu {
 at::Tensor nhwc_direct_conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                               const ConvGeometry& geometry, at::MemoryFormat output_format);
 
-// dx for stride 1: the same kernel on dy (transposed_geometry; its padding may be negative), in `output_format`.
+// dx: for stride 1 the same kernel on dy (transposed_geometry; its padding may be negative), in `output_format`;
+// for a larger stride (dilation 1) by phases (grad_input_as_conv2d.h), each the kernel on dy writing every s-th
+// pixel of dx, in channels_last memory.
 at::Tensor nhwc_direct_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                                   const ConvGeometry& geometry, at::MemoryFormat output_format);
 

@@ -8,7 +8,8 @@
 // dy[oh] * w[i]. For the rows h = s*u + a of phase a, only the taps i = i0 + s*m with i0 = (a + p) mod s reach
 // them, from oh = u + e - m, e = (a + p - i0) / s. With the taps flipped (m' = M - 1 - m, M taps in the phase),
 // that is a stride-1 convolution of dy: dx_a[u] = sum over m' of dy[u - (M - 1 - e) + m'] * w[i0 + s*(M-1-m')],
-// padding M - 1 - e (negative where it crops), as many outputs u as rows of phase a. Every product of the strided
+// padding M - 1 - e (negative where it crops), as many outputs u as rows of phase a: the convolution of dy with
+// the taps i0, i0 + s, ... of the weight, flipped and transposed as for stride 1. Every product of the strided
 // dx is in exactly one phase: the s*s phases (a, b) do the work of one dense dx, not s*s times it; each is
 // written into its own rows and columns of dx.
 #include <ATen/ATen.h>
@@ -29,19 +30,17 @@ at::Tensor flipped_transposed_weight(const at::Tensor& weight, int64_t groups) {
       .reshape({groups * group_channels, out_channels / groups, weight.size(2), weight.size(3)});
 }
 
-// One dimension of one phase: the phase's first row (a), its taps (count and the first one in the flipped
-// kernel, s apart), the padding of its convolution of dy, and its output length.
+// One dimension of one phase: its taps (count and the first one, s apart, in the unflipped kernel), the padding
+// of its convolution of dy, and its output length.
 struct PhaseAxis {
-  int64_t taps, first_flipped_tap, pad, length;
+  int64_t taps, first_tap, pad, length;
 };
 
 PhaseAxis phase_axis(int64_t a, int64_t stride, int64_t pad, int64_t kernel, int64_t length) {
   const int64_t first_tap = (a + pad) % stride;  // i0
   const int64_t taps = first_tap < kernel ? (kernel - first_tap + stride - 1) / stride : 0;
   const int64_t e = (a + pad - first_tap) / stride;
-  // Flipped, tap i0 + s*(M-1-m') is tap k-1-i0-s*(M-1) + s*m'.
-  return {taps, kernel - 1 - first_tap - stride * (taps - 1), taps - 1 - e,
-          length > a ? (length - a + stride - 1) / stride : 0};
+  return {taps, first_tap, taps - 1 - e, length > a ? (length - a + stride - 1) / stride : 0};
 }
 
 ConvGeometry phase_geometry(const ConvGeometry& g, int64_t out_channels, const PhaseAxis& rows,
@@ -58,17 +57,6 @@ ConvGeometry phase_geometry(const ConvGeometry& g, int64_t out_channels, const P
   p.out_h = rows.length;
   p.out_w = cols.length;
   return p;
-}
-
-// Calls phase(a, b, row axis, column axis) for each phase of dx.
-template <typename Phase>
-void for_each_phase(const ConvGeometry& g, Phase phase) {
-  for (int64_t a = 0; a < g.stride_h; ++a) {
-    for (int64_t b = 0; b < g.stride_w; ++b) {
-      phase(a, b, phase_axis(a, g.stride_h, g.pad_h, g.kernel_h, g.height),
-            phase_axis(b, g.stride_w, g.pad_w, g.kernel_w, g.width));
-    }
-  }
 }
 
 }  // namespace
@@ -96,41 +84,49 @@ at::Tensor grad_input_as_conv2d(const at::Tensor& grad_output, const at::Tensor&
   return grad_input;
 }
 
-std::vector<ConvGeometry> grad_input_phase_geometries(const ConvGeometry& g, int64_t out_channels) {
-  std::vector<ConvGeometry> phases;
-  for_each_phase(g, [&](int64_t, int64_t, const PhaseAxis& rows, const PhaseAxis& cols) {
-    if (rows.taps > 0 && cols.taps > 0 && rows.length > 0 && cols.length > 0) {
-      phases.push_back(phase_geometry(g, out_channels, rows, cols));
+std::vector<GradInputPhase> grad_input_phases(const ConvGeometry& g, int64_t out_channels) {
+  std::vector<GradInputPhase> phases;
+  for (int64_t a = 0; a < g.stride_h; ++a) {
+    for (int64_t b = 0; b < g.stride_w; ++b) {
+      const PhaseAxis rows = phase_axis(a, g.stride_h, g.pad_h, g.kernel_h, g.height);
+      const PhaseAxis cols = phase_axis(b, g.stride_w, g.pad_w, g.kernel_w, g.width);
+      phases.push_back({a, b, rows.taps > 0 && cols.taps > 0, rows.first_tap, cols.first_tap,
+                        phase_geometry(g, out_channels, rows, cols)});
     }
-  });
+  }
   return phases;
+}
+
+std::vector<ConvGeometry> grad_input_phase_geometries(const ConvGeometry& g, int64_t out_channels) {
+  std::vector<ConvGeometry> geometries;
+  for (const GradInputPhase& phase : grad_input_phases(g, out_channels)) {
+    if (phase.reached && phase.geometry.out_h > 0 && phase.geometry.out_w > 0) geometries.push_back(phase.geometry);
+  }
+  return geometries;
 }
 
 at::Tensor phased_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                              const ConvGeometry& g, int64_t groups, Conv2dKernel conv2d) {
-  const int64_t out_channels = weight.size(0);
-  const at::Tensor flipped = flipped_transposed_weight(weight, groups);
   at::Tensor grad_input = at::empty_like(input);
+  const std::vector<GradInputPhase> phases = grad_input_phases(g, weight.size(0));
   // One buffer for every phase's output, in turn: phase (0, 0) has the most rows and columns.
-  const int64_t most_rows = phase_axis(0, g.stride_h, g.pad_h, g.kernel_h, g.height).length;
-  const int64_t most_cols = phase_axis(0, g.stride_w, g.pad_w, g.kernel_w, g.width).length;
-  const at::Tensor buffer = at::empty({g.batch * g.channels * most_rows * most_cols}, input.options());
-  for_each_phase(g, [&](int64_t a, int64_t b, const PhaseAxis& rows, const PhaseAxis& cols) {
-    at::Tensor rows_of_phase = grad_input.slice(2, a, g.height, g.stride_h).slice(3, b, g.width, g.stride_w);
-    if (rows_of_phase.numel() == 0) return;
-    if (rows.taps == 0 || cols.taps == 0) {  // no tap reaches these rows and columns of dx
-      rows_of_phase.zero_();
-      return;
+  const at::Tensor buffer =
+      at::empty({g.batch * g.channels * phases[0].geometry.out_h * phases[0].geometry.out_w}, input.options());
+  for (const GradInputPhase& phase : phases) {
+    at::Tensor pixels = grad_input.slice(2, phase.row, g.height, g.stride_h).slice(3, phase.col, g.width, g.stride_w);
+    if (pixels.numel() == 0) continue;
+    if (!phase.reached) {  // no tap reaches these rows and columns of dx
+      pixels.zero_();
+      continue;
     }
-    const at::Tensor phase_weight = flipped.slice(2, rows.first_flipped_tap, g.kernel_h, g.stride_h)
-                                        .slice(3, cols.first_flipped_tap, g.kernel_w, g.stride_w)
-                                        .contiguous();
-    at::Tensor phase =
-        buffer.narrow(0, 0, g.batch * g.channels * rows.length * cols.length).view(rows_of_phase.sizes());
+    const at::Tensor taps = weight.slice(2, phase.first_tap_h, g.kernel_h, g.stride_h)
+                                .slice(3, phase.first_tap_w, g.kernel_w, g.stride_w);
+    const at::Tensor phase_weight = flipped_transposed_weight(taps, groups).contiguous();
+    at::Tensor result = buffer.narrow(0, 0, pixels.numel()).view(pixels.sizes());
     conv2d(grad_output.const_data_ptr<float>(), phase_weight.const_data_ptr<float>(), nullptr,
-           phase.mutable_data_ptr<float>(), phase_geometry(g, out_channels, rows, cols), groups, g.channels);
-    rows_of_phase.copy_(phase);
-  });
+           result.mutable_data_ptr<float>(), phase.geometry, groups, g.channels);
+    pixels.copy_(result);
+  }
   return grad_input;
 }
 

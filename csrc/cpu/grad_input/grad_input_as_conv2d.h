@@ -24,8 +24,19 @@ at::Tensor grad_input_as_conv2d(const at::Tensor& grad_output, const at::Tensor&
                                 const ConvGeometry& geometry, int64_t groups, Conv2dKernel conv2d);
 
 // Stride > 1, dilation 1: dx by phases, s_h * s_w stride-1 convolutions of dy, each writing its own rows and
-// columns of dx. The geometries of the phases that some tap reaches (the others are zeros), which `conv2d` must
-// all take; none where no tap reaches any.
+// columns of dx. Phase (row, col) writes dx[..., row::s_h, col::s_w] as the convolution of dy with the weight's taps
+// [first_tap_h::s_h, first_tap_w::s_w], flipped and transposed (as for stride 1), in `geometry`; where no tap
+// reaches its pixels (not `reached`), they are zeros.
+struct GradInputPhase {
+  int64_t row, col;
+  bool reached;
+  int64_t first_tap_h, first_tap_w;
+  ConvGeometry geometry;
+};
+// Every phase, (0, 0) first (it has the most rows and columns).
+std::vector<GradInputPhase> grad_input_phases(const ConvGeometry& geometry, int64_t out_channels);
+// The geometries of the phases that some tap reaches and that have pixels, which `conv2d` must all take; none where
+// no tap reaches any.
 std::vector<ConvGeometry> grad_input_phase_geometries(const ConvGeometry& geometry, int64_t out_channels);
 at::Tensor phased_grad_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                              const ConvGeometry& geometry, int64_t groups, Conv2dKernel conv2d);
