@@ -304,6 +304,13 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 96, 192, 56, 2), channels_last=True, stride=2)[1] == (
             "direct_nhwc" if isa == "avx512" and not _C._intel_cpu() else "tiled_nhwc")
         assert kernels_of((8, 64, 128, 56, 1), channels_last=True, stride=2)[1] == "tiled_nhwc"
+        # dx of a channels_last stem whose windows cover each pixel >= 9 times, at batch > 1 (off Intel CPUs): the
+        # tiled path's col2im on the planes; with less overlap or at batch 1 the NHWC tiled path.
+        stem_dx = "tiled_nhwc" if _C._intel_cpu() else "tiled"
+        assert kernels_of((8, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[1] == stem_dx
+        assert kernels_of((2, 3, 64, 56, 3), channels_last=True, padding=1)[1] == stem_dx
+        assert kernels_of((1, 3, 64, 56, 7), channels_last=True, stride=2, padding=3)[1] == "tiled_nhwc"
+        assert kernels_of((8, 3, 32, 56, 3), channels_last=True, stride=2, padding=1)[1] == "tiled_nhwc"
         assert kernels_of((3, 32, 32, 8, 3), channels_last=True, padding=3)[:2] == ("direct_nhwc", "direct_nhwc")
         # 1x1 kernels: the GEMM on the NHWC rows, but on AVX-512 with >= 512 output positions the direct kernel: on
         # an Intel CPU (MKL's GEMM at its best) where its blocks fill every lane (a multiple of 64 outputs of the

@@ -577,6 +577,22 @@ const Entry kGradInput[] = {
                         "or < 16 output channels per group: dx by phases, each a stride-1 convolution of dy the "
                         "implicit GEMM takes"},
     {CpuKernel::depthwise, depthwise, kDepthwise},
+    // dx of a channels_last stem (under 16 channels per group), its windows over each pixel 9 times or more
+    // (kh*kw >= 9 s_h*s_w), at batch > 1, off Intel CPUs: the tiled path through a layout change, whose col2im
+    // adds rows of a plane, ahead of the NHWC col2im, which adds runs of a pixel's few channels once per window over
+    // it (AMD EPYC Zen 4, 2 threads, x torch's time, batch 8 / 32, against tiled_nhwc: ResNet's 7x7 stride-2 stem
+    // 0.51 / 0.48 against 0.97 / 1.26, with both on AVX2 0.68 against 1.46 at 8; VGG's 3x3 stem 0.92 / 0.93 against
+    // 1.03 / 1.11, AVX2 1.24 against 1.35). With less overlap it lost (MobileNetV2's 3x3 stride-2 stem on AVX2 at 8:
+    // 1.66 against 1.41; ConvNeXt's 4x4 stride-4 stem 0.73 / 0.74 against 0.50 / 0.51), and so did batch 1 on AVX2
+    // (VGG's stem 2.18 against 1.60).
+    {CpuKernel::tiled,
+     [](const Problem& p) {
+       const ConvGeometry& g = p.g;
+       return !intel_cpu() && p.format == at::MemoryFormat::ChannelsLast && p.group_in < 16 && g.batch > 1 &&
+              g.kernel_h * g.kernel_w >= 9 * g.stride_h * g.stride_w;
+     },
+     "not an Intel CPU, channels_last tensors, under 16 input channels per group, windows over each pixel >= 9 times "
+     "(kh*kw >= 9 stride_h*stride_w), batch > 1: im2col + GEMM, col2im on the planes (through a layout change)"},
     {CpuKernel::tiled_nhwc, tiled_nhwc, kTiledNhwc},
     {CpuKernel::tiled, always, kTiled},
 };
