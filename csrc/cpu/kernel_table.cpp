@@ -323,9 +323,10 @@ bool direct_one_by_one(const Problem& p, const ConvGeometry& geometry, int64_t o
   return outs % 64 == 0 && (outs <= 128 || outs <= geometry.channels) && geometry.channels >= 64;
 }
 
-bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
+// `any_weight`: a large weight on few positions too.
+bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t outs, bool any_weight) {
   return ((direct_runs(p) && outs >= 32) || direct_one_by_one(p, geometry, outs)) &&
-         (!large_weight(geometry, outs) || !few_positions(geometry));
+         (any_weight || !large_weight(geometry, outs) || !few_positions(geometry));
 }
 
 // The forward on channels_last tensors; on contiguous ones too where the tiled path would run (>= 64 output
@@ -352,15 +353,22 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // 1.43 / 0.99; 1x1 layers (direct_one_by_one): ResNet-50's 256->1024 on 14x14 at 8 0.96 against 1.25, 512->256 on
 // 28x28 0.96 / 0.92 against 1.08 / 1.06, 256->64 on 56x56 at 1 1.02 against 1.39), but 1x1 layers 64 deep only at
 // batch 1 (64->64 on 56x56 0.73 / 1.26 against 1.23 / 1.10, 64->128 stride 2 0.58 / 0.95 against 1.26 / 0.76): there
-// from 128 input channels.
+// from 128 input channels. There it also beat the tiled path with a weight of 2^20 floats or more on under 256 output
+// positions (x torch's time, batch 1 / 3 / 5, direct against the tiled path or, from batch 3, tiled_nhwc: ResNet's
+// 512->512 3x3 on 7x7 1.30 / 1.15 / 1.27 against 1.93 / 2.23 / 1.70, 256->512 stride 2 on 14x14 1.16 / 1.09 / 1.14
+// against 1.56 / 1.38 / 1.38; at batch 1 ResNet-50's 512->512 stride 2 on 14x14 1.29 against 1.56, VGG's 512->512
+// on 14x14 1.12 against 1.42; AVX2, torch on AVX2 too: 512->512 on 7x7 1.21 against 1.20, on 14x14 1.07 against
+// 1.14), though not on channels_last tensors, where tiled_nhwc reads them as they are (512->512 on 7x7 at batch 1:
+// 0.84 against 1.09-1.39).
 bool direct_nhwc(const Problem& p) {
+  const bool channels_last = p.format == at::MemoryFormat::ChannelsLast;
   const bool wide_strided = p.out_channels >= 256 && kernel_3x3_or_larger(p.g);
   const bool contiguous_wins =
       intel_cpu() ? columns_pay(p) && (unit_stride(p.g) || wide_strided) && p.g.channels >= 16 &&
                         (p.out_channels < 256 || !few_positions(p.g))
                   : columns_pay(p) && (p.g.kernel_h * p.g.kernel_w > 1 || p.g.channels >= 128);
-  return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
-         direct_nhwc_takes(p, p.g, p.out_channels) &&
+  return (channels_last || contiguous_wins) &&
+         direct_nhwc_takes(p, p.g, p.out_channels, !intel_cpu() && !channels_last) &&
          avx2_direct_pays(p, p.out_channels, kernel_3x3_or_larger(p.g) ? kAnyOutputs : 64);
 }
 
@@ -402,7 +410,7 @@ bool direct_nhwc_dx(const Problem& p) {
   const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
   const bool contiguous_wins = columns_pay(p) && (p.out_channels <= p.g.channels || !intel_cpu());
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) && (unit_stride(p.g) || dx_by_phases(p)) &&
-         direct_nhwc_takes(p, dy_conv, p.g.channels) && avx2_direct_pays(p, p.g.channels, kAnyOutputs);
+         direct_nhwc_takes(p, dy_conv, p.g.channels, false) && avx2_direct_pays(p, p.g.channels, kAnyOutputs);
 }
 
 // dw without columns on channels_last tensors (channels_last/nhwc_direct_grad_weight.cpp), AVX-512: the input
@@ -470,8 +478,9 @@ constexpr const char* kDepthwiseNhwcForward =
   "positions where the pass has more outputs than its depth, but for a contiguous forward at batch 1)"
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or "
-    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions, and channels_last "
-    "tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, >= 16 input channels and, at "
+    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions (contiguous tensors off "
+    "Intel CPUs: any weight), and channels_last tensors, or contiguous ones with >= 64 output channels and, on an "
+    "Intel CPU, >= 16 input channels and, at "
     "stride 1, up to 255 output channels or >= 256 output positions, at larger strides >= 256 output channels, >= 256 "
     "output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from 128 input channels; on AVX2: "
     "channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output channels or a kernel 3x3 "
