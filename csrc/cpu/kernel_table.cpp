@@ -406,11 +406,19 @@ bool dx_by_phases(const Problem& p) {
   const bool taps_pay = simd_isa() == SimdIsa::avx2 ? kernel_3x3_or_larger(p.g) : p.g.kernel_h * p.g.kernel_w > 1;
   return !intel_cpu() && p.g.dilation_h == 1 && p.g.dilation_w == 1 && taps_pay;
 }
+// Off Intel CPUs dx takes a weight of 2^20 floats or more on few positions too, but by phases at batch 1 (x torch's
+// time, batch 1 / 3, channels_last / contiguous, direct against the table's choice without it: ResNet's 512->512 3x3
+// on 7x7 1.05 / 0.71 and 0.71 / 0.89 against 1.20 / 1.18 and 1.02 / 1.79, VGG's on 14x14 1.01 / 0.92 and 0.94 / 1.00
+// against 1.70 / 1.47 and 1.11 / 1.67; AVX2 likewise, 1.12 / 0.77 and 0.74 / 0.71 against 1.15 / 1.10 and 0.90 /
+// 1.30 on 7x7; ResNet-50's 512->512 stride 2 on 14x14 at batch 3 0.76 / 1.02 against 1.15 / 1.30, at batch 1
+// contiguous 1.31 against 1.19; its 2048->512 1x1 on 7x7 at batch 1 / 3 1.07 / 0.97 and 0.98 / 0.94 against 1.39 /
+// 1.08 and 1.67 / 1.11).
 bool direct_nhwc_dx(const Problem& p) {
   const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
+  const bool any_weight = !intel_cpu() && (unit_stride(p.g) || p.g.batch > 1);
   const bool contiguous_wins = columns_pay(p) && (p.out_channels <= p.g.channels || !intel_cpu());
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) && (unit_stride(p.g) || dx_by_phases(p)) &&
-         direct_nhwc_takes(p, dy_conv, p.g.channels, false) && avx2_direct_pays(p, p.g.channels, kAnyOutputs);
+         direct_nhwc_takes(p, dy_conv, p.g.channels, any_weight) && avx2_direct_pays(p, p.g.channels, kAnyOutputs);
 }
 
 // dw without columns on channels_last tensors (channels_last/nhwc_direct_grad_weight.cpp), AVX-512: the input
@@ -543,7 +551,8 @@ const Entry kGradInput[] = {
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
      CONV_EXT_SIMD_RULE ", groups 1, stride 1 (on other CPUs than Intel's any stride with dilation 1 and a kernel "
      "larger than 1x1, on AVX2 3x3 or larger: by phases), >= 32 input channels, a kernel larger than 1x1 (or "
-     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions, and channels_last "
+     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 input positions (other CPUs: any "
+     "weight, but by phases at batch 1), and channels_last "
      "tensors, or contiguous ones with 64 output channels or more, on an Intel CPU no more than input channels (on "
      "AVX2: channels_last, or on other CPUs >= 16 input channels): dx as the direct NHWC convolution of dy"},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
