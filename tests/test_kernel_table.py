@@ -28,7 +28,7 @@ LAYERS = {
     "phases-cropped": (32, 48, (10, 9), 3, 2, 3, 1),
     "downsampler-2x2": (48, 64, (10, 10), 2, 2, 0, 1),
     "wide-7x7-plane": (128, 128, (7, 7), 3, 1, 1, 1),
-    "large-weight-few-positions": (128, 1024, (3, 4), 3, 1, 1, 1),  # 2^20 floats: off Intel the direct forward
+    "large-weight-few-positions": (128, 1024, (3, 4), 3, 1, 1, 1),  # 2^20 floats: off Intel the direct dx (9,216 deep)
     "bottleneck-1x1": (64, 24, (7, 7), 1, 1, 0, 1),
     # 1x1 on the direct kernel (channels_last, AVX-512): 64 outputs of each pass, 128 with a stride; >= 512 positions.
     "pointwise-64": (64, 64, (23, 23), 1, 1, 0, 1),
@@ -231,19 +231,19 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # dw of a large weight on under 256 positions: the direct dw on AVX-512, the NHWC GEMM on AVX2 (both through
         # a layout change); at a batch under the thread count, the tiled path, which then sums dw in place.
         dw_of_wide = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
-        # (Off Intel CPUs the contiguous forward and dx run the direct kernel, through a layout change, on any weight.)
-        wide = "tiled" if _C._intel_cpu() else "direct_nhwc"
-        assert kernels_of((1, 512, 512, 7, 3), padding=1) == (wide, wide, "tiled")
+        # (Off Intel CPUs dx runs the direct kernel, through a layout change, on any weight.)
+        wide_dx = "tiled" if _C._intel_cpu() else "direct_nhwc"
+        assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", wide_dx, "tiled")
         with num_threads(1):
-            assert kernels_of((1, 512, 512, 7, 3), padding=1) == (wide, wide, dw_of_wide)
+            assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", wide_dx, dw_of_wide)
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1)[2] != "tiled"
         # Output planes under 128 positions: at batch 1 the tiled path's one GEMM covers the plane; at batch > 1 the
         # NHWC tiled path's GEMMs run over the positions of several samples (through a layout change).
-        # (dx off Intel CPUs on AVX-512 by phases on the direct kernel, through the same layout change.)
+        # (dx off Intel CPUs on AVX-512 by phases on the direct kernel, through the same layout change, but at batch 1.)
         off_intel_avx512 = "direct_nhwc" if isa == "avx512" and not _C._intel_cpu() else None
-        assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == (off_intel_avx512 or "tiled", "tiled", "tiled")
+        assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", "tiled")
         assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == (
-            off_intel_avx512 or "tiled_nhwc", off_intel_avx512 or "tiled_nhwc", dw_of_wide)
+            "tiled_nhwc", off_intel_avx512 or "tiled_nhwc", dw_of_wide)
         # Over 256 positions, or a smaller weight, the exact-taps dw (AVX-512).
         assert kernels_of((8, 512, 512, 7, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
         assert kernels_of((1, 64, 64, 56, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled")

@@ -353,22 +353,17 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // 1.43 / 0.99; 1x1 layers (direct_one_by_one): ResNet-50's 256->1024 on 14x14 at 8 0.96 against 1.25, 512->256 on
 // 28x28 0.96 / 0.92 against 1.08 / 1.06, 256->64 on 56x56 at 1 1.02 against 1.39), but 1x1 layers 64 deep only at
 // batch 1 (64->64 on 56x56 0.73 / 1.26 against 1.23 / 1.10, 64->128 stride 2 0.58 / 0.95 against 1.26 / 0.76): there
-// from 128 input channels. There it also beat the tiled path with a weight of 2^20 floats or more on under 256 output
-// positions (x torch's time, batch 1 / 3 / 5, direct against the tiled path or, from batch 3, tiled_nhwc: ResNet's
-// 512->512 3x3 on 7x7 1.30 / 1.15 / 1.27 against 1.93 / 2.23 / 1.70, 256->512 stride 2 on 14x14 1.16 / 1.09 / 1.14
-// against 1.56 / 1.38 / 1.38; at batch 1 ResNet-50's 512->512 stride 2 on 14x14 1.29 against 1.56, VGG's 512->512
-// on 14x14 1.12 against 1.42; AVX2, torch on AVX2 too: 512->512 on 7x7 1.21 against 1.20, on 14x14 1.07 against
-// 1.14), though not on channels_last tensors, where tiled_nhwc reads them as they are (512->512 on 7x7 at batch 1:
-// 0.84 against 1.09-1.39).
+// from 128 input channels. A weight of 2^20 floats or more on few positions stays on the tiled path: called alone and
+// repeated, the direct forward had beaten it (ResNet's 512->512 3x3 on 7x7, batch 1: 1.30 against 1.93), but in the
+// networks benchmark's interleaved rounds it read 1.37-1.82 against 1.01-1.75.
 bool direct_nhwc(const Problem& p) {
-  const bool channels_last = p.format == at::MemoryFormat::ChannelsLast;
   const bool wide_strided = p.out_channels >= 256 && kernel_3x3_or_larger(p.g);
   const bool contiguous_wins =
       intel_cpu() ? columns_pay(p) && (unit_stride(p.g) || wide_strided) && p.g.channels >= 16 &&
                         (p.out_channels < 256 || !few_positions(p.g))
                   : columns_pay(p) && (p.g.kernel_h * p.g.kernel_w > 1 || p.g.channels >= 128);
-  return (channels_last || contiguous_wins) &&
-         direct_nhwc_takes(p, p.g, p.out_channels, !intel_cpu() && !channels_last) &&
+  return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
+         direct_nhwc_takes(p, p.g, p.out_channels, false) &&
          avx2_direct_pays(p, p.out_channels, kernel_3x3_or_larger(p.g) ? kAnyOutputs : 64);
 }
 
@@ -412,7 +407,8 @@ bool dx_by_phases(const Problem& p) {
 // against 1.70 / 1.47 and 1.11 / 1.67; AVX2 likewise, 1.12 / 0.77 and 0.74 / 0.71 against 1.15 / 1.10 and 0.90 /
 // 1.30 on 7x7; ResNet-50's 512->512 stride 2 on 14x14 at batch 3 0.76 / 1.02 against 1.15 / 1.30, at batch 1
 // contiguous 1.31 against 1.19; its 2048->512 1x1 on 7x7 at batch 1 / 3 1.07 / 0.97 and 0.98 / 0.94 against 1.39 /
-// 1.08 and 1.67 / 1.11).
+// 1.08 and 1.67 / 1.11). In the networks benchmark's interleaved rounds, level: ResNet-18's batch-1 fwd+bwd total,
+// contiguous, 0.94 / 0.94 / 1.00 in three runs against 0.95 / 0.94 / 0.93.
 bool direct_nhwc_dx(const Problem& p) {
   const ConvGeometry dy_conv = transposed_geometry(p.g, p.out_channels);
   const bool any_weight = !intel_cpu() && (unit_stride(p.g) || p.g.batch > 1);
@@ -486,9 +482,8 @@ constexpr const char* kDepthwiseNhwcForward =
   "positions where the pass has more outputs than its depth, but for a contiguous forward at batch 1)"
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or "
-    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions (contiguous tensors off "
-    "Intel CPUs: any weight), and channels_last tensors, or contiguous ones with >= 64 output channels and, on an "
-    "Intel CPU, >= 16 input channels and, at "
+    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions, and channels_last "
+    "tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, >= 16 input channels and, at "
     "stride 1, up to 255 output channels or >= 256 output positions, at larger strides >= 256 output channels, >= 256 "
     "output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from 128 input channels; on AVX2: "
     "channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output channels or a kernel 3x3 "
