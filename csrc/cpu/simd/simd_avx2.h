@@ -64,6 +64,13 @@ CONV_EXT_AVX2_INLINE void store(float* p, const Mask& mask, Vec v) {
   store_half(p, mask.lo, v.lo);
   store_half(p + 8, mask.hi, v.hi);
 }
+// A store past the caches (non-temporal) of a whole vector at a 64-byte boundary; stream_fence() orders a thread's
+// streamed stores before its later stores.
+CONV_EXT_AVX2_INLINE void stream(float* p, Vec v) {
+  _mm256_stream_ps(p, v.lo);
+  _mm256_stream_ps(p + 8, v.hi);
+}
+CONV_EXT_AVX2_INLINE void stream_fence() { _mm_sfence(); }
 CONV_EXT_AVX2_INLINE Vec fmadd(Vec a, Vec b, Vec c) {
   return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
 }

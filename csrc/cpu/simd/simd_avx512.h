@@ -36,6 +36,10 @@ CONV_EXT_AVX512_INLINE Vec load(const float* p) { return _mm512_loadu_ps(p); }
 // The lanes in `mask` from p, zero elsewhere; lanes outside the mask are neither read nor faulted on.
 CONV_EXT_AVX512_INLINE Vec load(const Mask& mask, const float* p) { return _mm512_maskz_loadu_ps(mask, p); }
 CONV_EXT_AVX512_INLINE void store(float* p, const Mask& mask, Vec v) { _mm512_mask_storeu_ps(p, mask, v); }
+// A store past the caches (non-temporal) of a whole vector at a 64-byte boundary; stream_fence() orders a thread's
+// streamed stores before its later stores.
+CONV_EXT_AVX512_INLINE void stream(float* p, Vec v) { _mm512_stream_ps(p, v); }
+CONV_EXT_AVX512_INLINE void stream_fence() { _mm_sfence(); }
 CONV_EXT_AVX512_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 CONV_EXT_AVX512_INLINE Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 
