@@ -183,6 +183,38 @@ def test_every_dw_candidate_over_a_large_input(threads):
             assert error < 2e-6, (kernel, error)
 
 
+# Layers whose channels_last output (or dx) is large enough to be streamed past the caches (>= 1 MiB a thread, a
+# multiple of 16 channels: cpu/simd/streamed_output.h): a 1x1 expansion, a 3-channel stem, a depthwise layer.
+STREAMED = {"expansion-1x1": (16, 64, (96, 100), 1, 1, 0, 1), "stem-7x7": (3, 32, (150, 160), 7, 2, 3, 1),
+            "projection-1x1": (64, 16, (96, 100), 1, 1, 0, 1), "depthwise-3x3": (64, 64, (96, 100), 3, 1, 1, 64)}
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("name", list(STREAMED))
+def test_streamed_outputs_match_torch(name, isa):
+    """Every candidate of the forward and dx (the passes whose NHWC outputs are streamed, non-temporal stores) on 2
+    threads at batch 3, channels_last: each gives F.conv2d's result in float64 to float32's reach; and the direct
+    dw, whose sums over the stem's 18,000 positions run row by row."""
+    input, weight, kwargs = make(STREAMED[name], 3, True)
+    s, p, g = [kwargs["stride"]] * 2, [kwargs["padding"]] * 2, kwargs["groups"]
+    grad_output = torch.randn(F.conv2d(input, weight, **kwargs).shape, generator=torch.Generator().manual_seed(5))
+    grad_output = grad_output.contiguous(memory_format=torch.channels_last)
+    expected = (F.conv2d(input.double(), weight.double(), **kwargs), *torch.ops.aten.convolution_backward(
+        grad_output.double(), input.double(), weight.double(), None, s, p, [1, 1], False, [0, 0], g,
+        [True, True, False])[:2])
+    assert 3 * max(expected[0][0].numel(), input[0].numel()) * 4 >= 2 << 20  # at least 1 MiB a thread
+    with num_threads(2), settings.simd_isa(isa):
+        every = candidates(input, weight, kwargs)
+        runs = [(0, kernel) for kernel in every[0]] + [(1, kernel) for kernel in every[1]]
+        runs += [(2, "direct_nhwc")] if "direct_nhwc" in every[2] else []
+        for pass_index, kernel in runs:
+            with preferred(pass_index, kernel):
+                got = pass_results(input, weight, kwargs, grad_output)[pass_index]
+            want = expected[pass_index]
+            error = (got.double() - want).abs().max().item() / want.abs().max().item()
+            assert error < 2e-6, (PASSES[pass_index], kernel, error)
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 def test_no_output_channels_on_every_path(channels_last):
     """A weight with no output channels (an empty output): every pass of every candidate returns empty or zero

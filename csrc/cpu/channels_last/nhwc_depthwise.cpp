@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/grad_input/grad_input_as_conv2d.h"
+#include "cpu/simd/streamed_output.h"
 #include "cpu/valid_range.h"
 #include "ops/conv2d_args.h"
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu/grad_input/grad_input_as_conv2d.h"
+#include "cpu/simd/streamed_output.h"
 #include "ops/settings.h"
 
 namespace conv_ext::cpu {
