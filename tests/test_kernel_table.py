@@ -149,16 +149,17 @@ def test_nhwc_kernels_with_bias_and_channels_last_gradients(name):
             assert error < tolerance, (name, dtype, error)
 
 
+@pytest.mark.parametrize("isa", SIMD_ISAS)
 @pytest.mark.parametrize("name", ["depthwise-7x7", "depthwise-s2-5x5", "depthwise-few-rows"])
-def test_depthwise_by_channel_blocks_on_contiguous_tensors(name):
-    """On AVX-512 the forward of a contiguous depthwise layer whose kernel slides runs by blocks of 16 channels
-    (the last one partial), reading and writing NCHW memory: with a bias, through autograd, at batch 1 and 5."""
+def test_depthwise_by_channel_blocks_on_contiguous_tensors(name, isa):
+    """The forward of a contiguous depthwise layer whose kernel slides runs by blocks of 16 channels (the last one
+    partial), reading and writing NCHW memory, on either instruction set (AVX2's sliding block is 4 pixels): with a
+    bias at batch 1 and 5."""
     for batch in (1, 5):
         input, weight, kwargs = make(LAYERS[name], batch, False)
         bias = torch.randn(weight.shape[0])
-        with settings.simd_isa("avx512") if "avx512" in SIMD_ISAS else contextlib.nullcontext():
-            if "avx512" in SIMD_ISAS:
-                assert conv_ext.explain(input, weight, bias, **kwargs)["forward"].kernel == "depthwise_nhwc"
+        with settings.simd_isa(isa):
+            assert conv_ext.explain(input, weight, bias, **kwargs)["forward"].kernel == "depthwise_nhwc"
             output = conv_ext.conv2d(input, weight, bias, **kwargs)
         expected = F.conv2d(input.double(), weight.double(), bias.double(), **kwargs)
         assert output.is_contiguous()
@@ -302,14 +303,13 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 16, 32, 14, 5), padding=2) == ("exact_taps",) * 3  # the seed's second layer
         assert kernels_of((1, 144, 144, 56, 3), groups=144, padding=1)[0] == "depthwise_simd"
         # Output rows under 8 wide fill under half the NCHW depthwise kernel's 16 columns: the NHWC kernel (by blocks
-        # of 16 channels on AVX-512, through a layout change on AVX2).
+        # of 16 channels).
         assert kernels_of((8, 768, 768, 7, 7), groups=768, padding=3) == ("depthwise_nhwc",) * 3
         assert kernels_of((8, 672, 672, 14, 5), groups=672, stride=2, padding=2)[0] == "depthwise_nhwc"
-        # The forward of 5 and 7 wide kernels by blocks of 16 channels on AVX-512, at any plane; 3x3 layers on rows
-        # under 8 wide only (at stride 2 too), rows of 14 keep the NCHW kernel.
-        avx512_blocks = "depthwise_nhwc" if isa == "avx512" else "depthwise_simd"
-        assert kernels_of((8, 96, 96, 56, 7), groups=96, padding=3)[0] == avx512_blocks
-        assert kernels_of((1, 240, 240, 28, 5), groups=240, padding=2)[0] == avx512_blocks
+        # The forward of 5 and 7 wide kernels by blocks of 16 channels, at any plane, on either instruction set; 3x3
+        # layers on rows under 8 wide only (at stride 2 too), rows of 14 keep the NCHW kernel.
+        assert kernels_of((8, 96, 96, 56, 7), groups=96, padding=3)[0] == "depthwise_nhwc"
+        assert kernels_of((1, 240, 240, 28, 5), groups=240, padding=2)[0] == "depthwise_nhwc"
         assert kernels_of((8, 576, 576, 14, 3), groups=576, stride=2, padding=1)[0] == "depthwise_nhwc"
         assert kernels_of((8, 192, 192, 28, 3), groups=192, stride=2, padding=1)[0] == "depthwise_simd"
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.

@@ -178,7 +178,7 @@ bool depthwise_nhwc_dw(const Problem& p) {
   return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, (int64_t{32} << 20) - 1);
 }
 
-// The forward of a contiguous depthwise layer: on AVX-512, where the sliding block runs, by blocks of 16 channels of
+// The forward of a contiguous depthwise layer: where the sliding block runs, by blocks of 16 channels of
 // one sample transposed in L2 (nhwc_depthwise_simd.inc; no layout change of the tensors), for kernels 5 and 7 wide or
 // output rows under 8 wide: there no lane idles on a row's end nor sums a tap in the padding, as the NCHW kernel's
 // do (x torch's time, AVX-512, Intel Xeon, 2 threads, batch 1 / 8 / 32, against depthwise_simd: ConvNeXt's 7x7 on
@@ -187,10 +187,10 @@ bool depthwise_nhwc_dw(const Problem& p) {
 // 1.17 / 1.93 / 2.39; MobileNetV2's 3x3 on 7 x 7 0.42 / 0.71 / 0.78 against 0.60 / 1.30 / 1.37; its 3x3 at stride
 // 2 on 14 x 14, rows of 7, 0.34 / 0.50 / 0.59 against 0.54 / 0.92 / 1.06). Its 3x3 layers on rows >= 8 wide were
 // level or slower, at stride 1 (on 14 x 14 0.44 / 0.69 / 0.76 against 0.44 / 0.63 / 0.69) and 2 (192 channels on
-// 28 x 28 at batch 1 / 32 0.37 / 0.65 against 0.33 / 0.58): those keep depthwise_simd. On AVX2, the layout change
-// where rows are under 8 wide (depthwise_nhwc).
+// 28 x 28 at batch 1 / 32 0.37 / 0.65 against 0.33 / 0.58): those keep depthwise_simd. Likewise on AVX2, whose
+// sliding block is 4 pixels (nhwc_depthwise.h).
 bool depthwise_nhwc_forward(const Problem& p) {
-  if (p.format == at::MemoryFormat::ChannelsLast || simd_isa() != SimdIsa::avx512) return depthwise_nhwc(p);
+  if (p.format == at::MemoryFormat::ChannelsLast) return depthwise_nhwc(p);
   return depthwise_nhwc_runs(p) && depthwise_slides(p.g) && (p.g.kernel_w >= 5 || p.g.out_w < 8);
 }
 
@@ -472,9 +472,8 @@ constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or
   "NHWC memory"
 constexpr const char* kDepthwiseNhwcForward =
     "float32 on the SIMD kernels, depthwise with one output channel per group, channels_last tensors, or contiguous "
-    "ones on AVX-512 with a kernel 3, 5 or 7 wide, dilation_w 1, stride_w 1 (2 for 5 and 7 wide), and a kernel 5 or 7 "
-    "wide or output rows under 8 wide (by blocks of 16 channels), or on AVX2 output rows under 8 wide: the channels "
-    "in the lanes, on NHWC memory";
+    "ones with a kernel 3, 5 or 7 wide, dilation_w 1, stride_w 1 or 2, and a kernel 5 or 7 wide or output rows under "
+    "8 wide (by blocks of 16 channels): the channels in the lanes, on NHWC memory";
 #define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
   "on AVX-512 a 1x1 with >= 512 output positions and, on an Intel CPU, channels_last tensors, a multiple of 64 " \
   "output channels of the pass, up to 128 or no more than its depth, and a depth >= 64 (on other CPUs channels_last " \

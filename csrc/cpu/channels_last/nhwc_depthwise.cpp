@@ -47,7 +47,7 @@ at::Tensor tap_major(const at::Tensor& weight) { return weight.permute({2, 3, 0,
 at::Tensor nhwc_depthwise_conv2d(const at::Tensor& input_arg, const at::Tensor& weight,
                                  const std::optional<at::Tensor>& bias, const ConvGeometry& g) {
   const at::Tensor weight_taps = tap_major(weight);
-  if (simd_isa() == SimdIsa::avx512 && depthwise_slides(g) && input_arg.is_contiguous() &&
+  if (depthwise_slides(g) && input_arg.is_contiguous() &&
       !input_arg.is_contiguous(at::MemoryFormat::ChannelsLast)) {  // NCHW memory, read as it is
     at::Tensor output = at::empty({g.batch, g.channels, g.out_h, g.out_w}, input_arg.options());
     if (output.numel() == 0) return output;
