@@ -318,9 +318,15 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == (
             "tiled_nhwc", "tiled_nhwc" if _C._intel_cpu() else "direct_nhwc", direct_dw)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
-        # No layout change (off Intel CPUs, forward and dx the direct kernel: the 1x1 rules below).
-        pointwise_cl = ("tiled_nhwc",) * 3 if _C._intel_cpu() or isa != "avx512" else ("direct_nhwc",) * 3
+        # No layout change (off Intel CPUs, forward and dx the direct kernel: the 1x1 rules below; its dw on AVX-512
+        # only).
+        if _C._intel_cpu():
+            pointwise_cl = ("tiled_nhwc",) * 3
+        else:
+            pointwise_cl = ("direct_nhwc", "direct_nhwc", "direct_nhwc" if isa == "avx512" else "tiled_nhwc")
         assert kernels_of((5, 144, 24, 56, 1), channels_last=True) == pointwise_cl
+        assert kernels_of((8, 64, 256, 56, 1), channels_last=True)[:2] == pointwise_cl[:2]
+        assert kernels_of((8, 64, 256, 56, 1))[0] == "tiled"  # contiguous: the GEMM (a layout change lost)
         # channels_last layers with kernels larger than 1x1: the direct NHWC kernel (on AVX2, whose 6 x 16 blocks
         # have half the FMAs a broadcast, the forward up to 64 output channels or with a kernel 3x3 or larger, dx at
         # any width; else the tiled path on NHWC memory). It reads the input unpadded, so strides (the forward), the
@@ -354,19 +360,22 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # pass, up to 128 or no more than the depth) and the depth is >= 64; elsewhere with >= 16 channels each way.
         # dw the GEMM on an Intel CPU; elsewhere the direct dw from 32 input channels, with no more than 4x as many
         # output channels and a weight under 2^19 floats.
-        one_by_one = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
-        off_intel = "tiled_nhwc" if _C._intel_cpu() else one_by_one  # the 1x1 layers the direct kernel runs elsewhere
-        assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == (one_by_one, "tiled_nhwc", off_intel)
-        assert kernels_of((3, 256, 64, 56, 1), channels_last=True) == (one_by_one, off_intel, off_intel)
-        assert kernels_of((3, 64, 256, 56, 1), channels_last=True) == (off_intel, one_by_one, off_intel)
-        assert kernels_of((8, 576, 96, 14, 1), channels_last=True) == (off_intel,) * 3
+        # On AVX2 the forward and dx off Intel CPUs (channels_last only), dw the GEMM.
+        intel = _C._intel_cpu()
+        one_by_one = "direct_nhwc" if isa == "avx512" or not intel else "tiled_nhwc"
+        off_intel = "tiled_nhwc" if intel else "direct_nhwc"  # the 1x1 layers the direct kernel runs elsewhere
+        off_intel_dw = "direct_nhwc" if isa == "avx512" and not intel else "tiled_nhwc"
+        assert kernels_of((3, 64, 128, 56, 1), channels_last=True, stride=2) == (one_by_one, "tiled_nhwc", off_intel_dw)
+        assert kernels_of((3, 256, 64, 56, 1), channels_last=True) == (one_by_one, off_intel, off_intel_dw)
+        assert kernels_of((3, 64, 256, 56, 1), channels_last=True) == (off_intel, one_by_one, off_intel_dw)
+        assert kernels_of((8, 576, 96, 14, 1), channels_last=True) == (off_intel, off_intel, off_intel_dw)
         # A reduction to 256 (the forward), an expansion to 1024 (its dx, the convolution of dy, reduces).
-        assert kernels_of((3, 512, 256, 28, 1), channels_last=True) == (one_by_one, off_intel, off_intel)
-        assert kernels_of((3, 256, 1024, 14, 1), channels_last=True) == (off_intel, one_by_one, off_intel)
+        assert kernels_of((3, 512, 256, 28, 1), channels_last=True) == (one_by_one, off_intel, off_intel_dw)
+        assert kernels_of((3, 256, 1024, 14, 1), channels_last=True) == (off_intel, one_by_one, off_intel_dw)
         # Under 512 positions the GEMM, but off Intel CPUs the direct kernel where the pass expands (its dx here).
-        assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc",) + (off_intel,) * 2  # 196
+        assert kernels_of((1, 384, 64, 14, 1), channels_last=True) == ("tiled_nhwc", off_intel, off_intel_dw)  # 196
         assert kernels_of((1, 160, 960, 7, 1), channels_last=True)[:2] == (off_intel, "tiled_nhwc")
-        assert kernels_of((8, 160, 960, 7, 1))[0] == ("tiled_nhwc" if _C._intel_cpu() else one_by_one)  # 392
+        assert kernels_of((8, 160, 960, 7, 1))[0] == off_intel_dw  # 392; contiguous: on AVX2 the GEMM
         assert kernels_of((1, 160, 960, 7, 1))[0] == "tiled"  # a contiguous forward at batch 1: one GEMM
         # The dw GEMM everywhere for 6x as many output channels, a weight of 2^19 floats, under 32 input channels.
         assert kernels_of((8, 96, 576, 14, 1), channels_last=True)[2] == "tiled_nhwc"

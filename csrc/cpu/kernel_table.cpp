@@ -304,9 +304,22 @@ constexpr int64_t kAnyOutputs = std::numeric_limits<int64_t>::max();
 // 0.96 / 0.77 against 1.46 / 1.30, 320->1280 0.97 / 0.80 against 1.43 / 1.17, EfficientNet's 192->1152 0.94 / 0.83
 // against 1.48 / 1.29, ResNet-50's 512->2048 1.09 / 0.91 against 1.32 / 1.10; channels_last at batch 1: 112->672 on
 // 14x14 0.98 against 1.71, 256->1024 1.12 against 1.64; contiguous at batch 1 it lost, 160->960 1.43 against 1.04).
+// On AVX2, off Intel CPUs, the 1x1 layers on channels_last tensors too, any number of channels each way (AMD EPYC
+// Zen 4, 2 threads, torch on AVX2 too, x torch's time, mean over the networks' 1x1 layers, batch 1 / 8 / 32, direct
+// against the GEMM on the NHWC rows: forward 0.96 / 1.01 / 1.00 against 0.98 / 1.21 / 1.22, dx 1.02 / 1.03 / 1.00
+// against 1.08 / 1.24 / 1.29; ResNet-50's 64->256 on 56x56 at 8 0.93 against 1.33, MobileNetV2's 16->96 on 112x112
+// at 32 1.05 against 1.97; at batch 1 some lost: MobileNetV2's 32->16 on 112x112 1.23 against 0.92, 24->144 on
+// 56x56 1.09 against 0.94). On contiguous tensors, through the layout change, it lost (forward at batch 8 / 32 1.11
+// / 1.25 against 1.00 / 1.05).
+bool avx2_one_by_one(const Problem& p) {
+  return simd_isa() == SimdIsa::avx2 && !intel_cpu() && p.format == at::MemoryFormat::ChannelsLast &&
+         p.g.kernel_h == 1 && p.g.kernel_w == 1;
+}
+
 bool direct_one_by_one(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
   const bool channels_last = p.format == at::MemoryFormat::ChannelsLast;
-  if ((!channels_last && intel_cpu()) || !simd_float32(p) || simd_isa() != SimdIsa::avx512 || p.groups != 1 ||
+  if ((!channels_last && intel_cpu()) || !simd_float32(p) || (simd_isa() != SimdIsa::avx512 && !avx2_one_by_one(p)) ||
+      p.groups != 1 ||
       geometry.kernel_h != 1 || geometry.kernel_w != 1) {
     return false;
   }
@@ -364,7 +377,7 @@ bool direct_nhwc(const Problem& p) {
                   : columns_pay(p) && (p.g.kernel_h * p.g.kernel_w > 1 || p.g.channels >= 128);
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
          direct_nhwc_takes(p, p.g, p.out_channels, false) &&
-         avx2_direct_pays(p, p.out_channels, kernel_3x3_or_larger(p.g) ? kAnyOutputs : 64);
+         avx2_direct_pays(p, p.out_channels, kernel_3x3_or_larger(p.g) || avx2_one_by_one(p) ? kAnyOutputs : 64);
 }
 
 // dx for stride 1 as the convolution of dy (C output channels, O input channels). On contiguous tensors too where
@@ -478,15 +491,16 @@ constexpr const char* kDepthwiseNhwcForward =
   "on AVX-512 a 1x1 with >= 512 output positions and, on an Intel CPU, channels_last tensors, a multiple of 64 " \
   "output channels of the pass, up to 128 or no more than its depth, and a depth >= 64 (on other CPUs channels_last " \
   "ones with >= 16 output channels and a depth >= 16, or contiguous ones with >= 64 of each, and under 512 output " \
-  "positions where the pass has more outputs than its depth, but for a contiguous forward at batch 1)"
+  "positions where the pass has more outputs than its depth, but for a contiguous forward at batch 1; on AVX2 " \
+  "likewise off Intel CPUs, channels_last only)"
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or "
     CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions, and channels_last "
     "tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, >= 16 input channels and, at "
     "stride 1, up to 255 output channels or >= 256 output positions, at larger strides >= 256 output channels, >= 256 "
     "output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from 128 input channels; on AVX2: "
-    "channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output channels or a kernel 3x3 "
-    "or larger): the direct convolution on NHWC memory, no columns";
+    "channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output channels, a kernel 3x3 "
+    "or larger or, on other CPUs, a channels_last 1x1): the direct convolution on NHWC memory, no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
