@@ -444,10 +444,14 @@ bool direct_nhwc_dx(const Problem& p) {
 // the lanes (channels_last/nhwc_direct.h): the 3-channel stems, whose dw ran the exact-taps kernel or the tiled
 // path at 2x-6x torch's time (channels_last, batch 1 / 8, ms: EfficientNet's 3->32 3x3 stride 2 0.16 / 0.87
 // against 0.85 / 5.77, torch 0.24 / 1.17; ResNet's 7x7 stem 0.87 / 7.4 against 2.7 / 20.3, torch 1.17 / 9.5; VGG's
-// 3->64 3x3 0.96 / 9.7 against 3.2 / 26.9, torch 1.30 / 16.9).
+// 3->64 3x3 0.96 / 9.7 against 3.2 / 26.9, torch 1.30 / 16.9). Off Intel CPUs, where MKL's GEMM runs slower code,
+// channels_last large weights over many positions too (AMD EPYC Zen 4, 2 threads, x torch's time, batch 8 / 32,
+// against the GEMM on the NHWC memory: VGG's 512->512 on 28x28 1.01 / 1.05 against 1.29 / 1.33, 256->512 1.01 /
+// 1.03 against 1.12 / 1.15, 512->512 on 14x14 0.92 / 0.95 against 1.10 / 1.38, ResNet's on 7x7 0.51 / 0.98 against
+// 0.79 / 1.30).
 bool direct_nhwc_dw(const Problem& p) {
   const bool large = large_weight(p.g, p.out_channels), few = few_positions(p.g);
-  const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few : large && few;
+  const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few || !intel_cpu() : large && few;
   const bool lanes_fill =
       input_channels_in_lanes(p.g.channels) || output_channels_in_lanes(p.g.channels, p.out_channels);
   return wins && direct_runs(p) && simd_isa() == SimdIsa::avx512 && lanes_fill;
@@ -648,9 +652,8 @@ const Entry kGradWeight[] = {
      "positions: the tiled path's GEMMs summed into dw itself"},
     {CpuKernel::direct_nhwc, direct_nhwc_dw,
      "float32 on AVX-512, groups 1, a kernel larger than 1x1, >= 32 input channels (or under 16 and >= 32 output "
-     "channels), and channels_last tensors with a "
-     "weight under 2^20 floats or under 256 output positions, or contiguous ones with a larger weight and under 256 "
-     "output positions: dw without columns"},
+     "channels), and channels_last tensors (on an Intel CPU with a weight under 2^20 floats or under 256 output "
+     "positions), or contiguous ones with a larger weight and under 256 output positions: dw without columns"},
     // A channels_last dw with >= 64 output channels per group: dy^T . columns on the NHWC memory, ahead of the
     // exact-taps dw, which takes dy and x through a layout change (channels_last, AVX-512, Intel Xeon, 2 threads, ms:
     // 512->512 3x3 on 7x7 2.7 against 6.0 at batch 1, 8.9 against 12.6 at batch 8; 256->512 1x1 stride 2 on 56x56
