@@ -319,8 +319,7 @@ bool avx2_one_by_one(const Problem& p) {
 bool direct_one_by_one(const Problem& p, const ConvGeometry& geometry, int64_t outs) {
   const bool channels_last = p.format == at::MemoryFormat::ChannelsLast;
   if ((!channels_last && intel_cpu()) || !simd_float32(p) || (simd_isa() != SimdIsa::avx512 && !avx2_one_by_one(p)) ||
-      p.groups != 1 ||
-      geometry.kernel_h != 1 || geometry.kernel_w != 1) {
+      p.groups != 1 || geometry.kernel_h != 1 || geometry.kernel_w != 1) {
     return false;
   }
   if (geometry.batch * geometry.out_h * geometry.out_w < 512) {
