@@ -149,6 +149,43 @@ def test_nhwc_kernels_with_bias_and_channels_last_gradients(name):
             assert error < tolerance, (name, dtype, error)
 
 
+# Weights in the memory layouts the direct kernel packs from (channels_last: 16 channels of a tap at a time;
+# contiguous: 16 taps of a channel; else element by element).
+WEIGHT_LAYOUTS = {
+    "contiguous": lambda weight: weight,
+    "channels_last": lambda weight: weight.contiguous(memory_format=torch.channels_last),
+    "taps-transposed": lambda weight: weight.transpose(2, 3).contiguous().transpose(2, 3),
+    "every-other-output": lambda weight: torch.stack((weight, torch.zeros_like(weight)), 1)[:, 0],
+}
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("layout", list(WEIGHT_LAYOUTS))
+@pytest.mark.parametrize("name", ["odd-channels", "seed-conv2", "resnet-stem", "last-blocks-48-16"])
+def test_the_direct_kernel_packs_weights_of_any_layout(name, layout, isa):
+    """The direct forward and dx (where they may run) from weights in any strides: 9, 25 and 49 taps (tiles of 16),
+    channels and blocks of output channels past multiples of 16."""
+    input, weight, kwargs = make(LAYERS[name], 5, True)
+    weight = WEIGHT_LAYOUTS[layout](weight)
+    expected_output = F.conv2d(input.double(), weight.double(), **kwargs)
+    grad_output = torch.randn(expected_output.shape, generator=torch.Generator().manual_seed(7))
+    expected = (expected_output, torch.ops.aten.convolution_backward(
+        grad_output.double(), input.double(), weight.double(), None, [kwargs["stride"]] * 2,
+        [kwargs["padding"]] * 2, [kwargs["dilation"]] * 2, False, [0, 0], 1, [True, False, False])[0])
+    with settings.simd_isa(isa):
+        ran = 0
+        for pass_index, kernels in enumerate(candidates(input, weight, kwargs)[:2]):
+            if "direct_nhwc" not in kernels:
+                continue
+            with preferred(pass_index, "direct_nhwc"):
+                got = pass_results(input, weight, kwargs, grad_output)[pass_index]
+            want = expected[pass_index]
+            error = (got.double() - want).abs().max().item() / want.abs().max().item()
+            assert error < 2e-6, (PASSES[pass_index], error)
+            ran += 1
+        assert ran > 0
+
+
 @pytest.mark.parametrize("isa", SIMD_ISAS)
 @pytest.mark.parametrize("name", ["depthwise-7x7", "depthwise-s2-5x5", "depthwise-few-rows"])
 def test_depthwise_by_channel_blocks_on_contiguous_tensors(name, isa):
@@ -266,17 +303,20 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         dw_of_wide = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
         # (Off Intel CPUs dx runs the direct kernel, through a layout change, on any weight.)
         wide_dx = "tiled" if _C._intel_cpu() else "direct_nhwc"
-        assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", wide_dx, "tiled")
+        # (Off Intel CPUs on AVX-512 the forward too: the direct kernel on any weight.)
+        off_intel_avx512 = "direct_nhwc" if isa == "avx512" and not _C._intel_cpu() else None
+        wide_forward = off_intel_avx512 or "tiled"
+        assert kernels_of((1, 512, 512, 7, 3), padding=1) == (wide_forward, wide_dx, "tiled")
         with num_threads(1):
-            assert kernels_of((1, 512, 512, 7, 3), padding=1) == ("tiled", wide_dx, dw_of_wide)
+            assert kernels_of((1, 512, 512, 7, 3), padding=1) == (wide_forward, wide_dx, dw_of_wide)
+        assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1)[0] == (off_intel_avx512 or "tiled_nhwc")
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1)[2] != "tiled"
         # Output planes under 128 positions: at batch 1 the tiled path's one GEMM covers the plane; at batch > 1 the
         # NHWC tiled path's GEMMs run over the positions of several samples (through a layout change).
         # (dx off Intel CPUs on AVX-512 by phases on the direct kernel, through the same layout change, but at batch 1.)
-        off_intel_avx512 = "direct_nhwc" if isa == "avx512" and not _C._intel_cpu() else None
-        assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == ("tiled", "tiled", "tiled")
+        assert kernels_of((1, 256, 512, 14, 3), stride=2, padding=1) == (wide_forward, "tiled", "tiled")
         assert kernels_of((3, 256, 512, 14, 3), stride=2, padding=1) == (
-            "tiled_nhwc", off_intel_avx512 or "tiled_nhwc", dw_of_wide)
+            off_intel_avx512 or "tiled_nhwc", off_intel_avx512 or "tiled_nhwc", dw_of_wide)
         # Over 256 positions, or a smaller weight, the exact-taps dw (AVX-512).
         assert kernels_of((8, 512, 512, 7, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled_nhwc")
         assert kernels_of((1, 64, 64, 56, 3), padding=1)[2] == ("exact_taps" if isa == "avx512" else "tiled")
@@ -315,8 +355,10 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
         # (dw with >= 64 output channels on NHWC memory too, not through a layout change to the exact-taps dw.)
         direct_dw = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"
+        # (Off Intel CPUs on AVX-512 the forward is the direct kernel on any weight.)
+        direct_forward = "direct_nhwc" if isa == "avx512" and not _C._intel_cpu() else "tiled_nhwc"
         assert kernels_of((1, 512, 512, 7, 3), channels_last=True, padding=1) == (
-            "tiled_nhwc", "tiled_nhwc" if _C._intel_cpu() else "direct_nhwc", direct_dw)
+            direct_forward, "tiled_nhwc" if _C._intel_cpu() else "direct_nhwc", direct_dw)
         assert kernels_of((1, 144, 144, 56, 3), channels_last=True, groups=144, padding=1) == ("depthwise_nhwc",) * 3
         # No layout change (off Intel CPUs, forward and dx the direct kernel: the 1x1 rules below; its dw on AVX-512
         # only).

@@ -365,9 +365,21 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // 1.43 / 0.99; 1x1 layers (direct_one_by_one): ResNet-50's 256->1024 on 14x14 at 8 0.96 against 1.25, 512->256 on
 // 28x28 0.96 / 0.92 against 1.08 / 1.06, 256->64 on 56x56 at 1 1.02 against 1.39), but 1x1 layers 64 deep only at
 // batch 1 (64->64 on 56x56 0.73 / 1.26 against 1.23 / 1.10, 64->128 stride 2 0.58 / 0.95 against 1.26 / 0.76): there
-// from 128 input channels. A weight of 2^20 floats or more on few positions stays on the tiled path: called alone and
-// repeated, the direct forward had beaten it (ResNet's 512->512 3x3 on 7x7, batch 1: 1.30 against 1.93), but in the
-// networks benchmark's interleaved rounds it read 1.37-1.82 against 1.01-1.75.
+// from 128 input channels.
+//
+// A weight of 2^20 floats or more on few positions: on an Intel CPU it stays on the tiled path (called alone and
+// repeated the direct forward had beaten it, ResNet's 512->512 3x3 on 7x7 at batch 1 1.30 against 1.93, but in the
+// networks benchmark's interleaved rounds it read 1.37-1.82 against 1.01-1.75, with the weight then packed element
+// by element). Elsewhere, on AVX-512, the direct forward takes it, its weight packed by transposes in registers
+// (nhwc_direct_pack_tile); x torch's time, AMD EPYC Zen 4, 2 threads, interleaved rounds, batch 1 / 3, direct
+// against the table's choice without it (the tiled path, or tiled_nhwc): contiguous 512->512 on 7x7 1.00 / 1.00
+// against 1.29 / 1.47, 256->512 stride 2 on 14x14 0.98 / 1.12 against 1.40 / 1.61, VGG's 512->512 on 14x14 at 1
+// 0.96 against 1.19; channels_last 0.74 / 0.91 against 0.92 / 1.14 on 7x7, 0.84 / 0.91 against 0.92 / 1.18 stride
+// 2 on 14x14; whole ResNet-18 converted, contiguous at batch 1, 0.97 against 1.04. On AVX2 its 6 x 16 block lost
+// there (torch on AVX2 too, channels_last at batch 1: 512->512 on 7x7 1.10 against 0.79, 256->512 stride 2 1.19
+// against 0.73).
+bool large_weight_direct() { return !intel_cpu() && simd_isa() == SimdIsa::avx512; }
+
 bool direct_nhwc(const Problem& p) {
   const bool wide_strided = p.out_channels >= 256 && kernel_3x3_or_larger(p.g);
   const bool contiguous_wins =
@@ -375,7 +387,7 @@ bool direct_nhwc(const Problem& p) {
                         (p.out_channels < 256 || !few_positions(p.g))
                   : columns_pay(p) && (p.g.kernel_h * p.g.kernel_w > 1 || p.g.channels >= 128);
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
-         direct_nhwc_takes(p, p.g, p.out_channels, false) &&
+         direct_nhwc_takes(p, p.g, p.out_channels, large_weight_direct()) &&
          avx2_direct_pays(p, p.out_channels, kernel_3x3_or_larger(p.g) || avx2_one_by_one(p) ? kAnyOutputs : 64);
 }
 
@@ -498,12 +510,13 @@ constexpr const char* kDepthwiseNhwcForward =
   "likewise off Intel CPUs, channels_last only)"
 constexpr const char* kDirectNhwc =
     CONV_EXT_SIMD_RULE ", groups 1, >= 32 output channels, a kernel larger than 1x1 (or "
-    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions, and channels_last "
-    "tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, >= 16 input channels and, at "
-    "stride 1, up to 255 output channels or >= 256 output positions, at larger strides >= 256 output channels, >= 256 "
-    "output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from 128 input channels; on AVX2: "
-    "channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output channels, a kernel 3x3 "
-    "or larger or, on other CPUs, a channels_last 1x1): the direct convolution on NHWC memory, no columns";
+    CONV_EXT_DIRECT_ONE_BY_ONE_RULE "), a weight under 2^20 floats or >= 256 output positions (any weight on AVX-512 "
+    "off Intel CPUs), and channels_last tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, "
+    ">= 16 input channels and, at stride 1, up to 255 output channels or >= 256 output positions, at larger strides "
+    ">= 256 output channels, >= 256 output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from "
+    "128 input channels; on AVX2: channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output "
+    "channels, a kernel 3x3 or larger or, on other CPUs, a channels_last 1x1): the direct convolution on NHWC memory, "
+    "no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";

@@ -67,26 +67,53 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t lanes, int64_t last_l
   at::Tensor packed = at::empty({blocks, taps, ins, lanes}, weight.options());
   const float* w = weight.const_data_ptr<float>();
   float* to = packed.mutable_data_ptr<float>();
-  // A transpose (lanes from W's output channels), in tiles of 16 lanes x 16 input channels x every tap, which stay
-  // in L1 whichever of the two runs along memory.
+  // A transpose (lanes from W's output channels) in tiles of 16 lanes x 16 elements along the weight's memory: the
+  // channels of one tap where they are consecutive (a channels_last weight), else the taps of one channel (a
+  // contiguous one; `tap_at[j]`: the tap at offset j), else element by element (row copies where the lanes are
+  // consecutive: dx of a channels_last weight).
+  const bool lanes_consecutive = out_stride == 1, channels_consecutive = !lanes_consecutive && in_stride == 1;
+  const bool taps_consecutive = !lanes_consecutive && weight.stride(3) == 1 && weight.stride(2) == kw;
+  std::vector<int64_t> tap_at(static_cast<size_t>(taps));
+  for (int64_t tap = 0; taps_consecutive && tap < taps; ++tap) tap_at[tap_offsets[tap]] = tap;
+  const auto pack_tile = CONV_EXT_SIMD_KERNEL(nhwc_direct_pack_tile);
   constexpr int64_t kTile = 16;
   const int64_t in_tiles = (ins + kTile - 1) / kTile;
   at::parallel_for(0, blocks * in_tiles, 1, [&](int64_t begin, int64_t end) {
+    float* to_rows[kTile];
     for (int64_t item = begin; item < end; ++item) {
       const int64_t block = item / in_tiles, c0 = item % in_tiles * kTile, c1 = std::min(ins, c0 + kTile);
       const int64_t filled = outs - block * lanes;  // lanes past it are zeros
-      const float* block_weight = w + block * lanes * out_stride;
       const int64_t block_lanes = block == blocks - 1 ? last_lanes : lanes;
       float* panel = to + block * taps * ins * lanes;
       for (int64_t l0 = 0; l0 < block_lanes; l0 += kTile) {
-        const int64_t l1 = std::min(filled, l0 + kTile);
-        for (int64_t tap = 0; tap < taps; ++tap) {
+        const int64_t tile_lanes = std::min(filled, l0 + kTile) - l0;
+        const float* lane0 = w + (block * lanes + l0) * out_stride;
+        const auto row = [&](int64_t tap, int64_t c) { return panel + (tap * ins + c) * block_lanes + l0; };
+        if (channels_consecutive) {
+          for (int64_t tap = 0; tap < taps; ++tap) {
+            for (int64_t c = c0; c < c1; ++c) to_rows[c - c0] = row(tap, c);
+            pack_tile(lane0 + c0 + tap_offsets[tap], out_stride, tile_lanes, c1 - c0, to_rows);
+          }
+        } else if (taps_consecutive) {
           for (int64_t c = c0; c < c1; ++c) {
-            float* row = panel + (tap * ins + c) * block_lanes;
-            const float* from = block_weight + c * in_stride + tap_offsets[tap];
-            int64_t l = l0;
-            for (; l < l1; ++l) row[l] = from[l * out_stride];
-            for (; l < l0 + kTile; ++l) row[l] = 0.0f;
+            for (int64_t j0 = 0; j0 < taps; j0 += kTile) {
+              const int64_t j1 = std::min(taps, j0 + kTile);
+              for (int64_t j = j0; j < j1; ++j) to_rows[j - j0] = row(tap_at[j], c);
+              pack_tile(lane0 + c * in_stride + j0, out_stride, tile_lanes, j1 - j0, to_rows);
+            }
+          }
+        } else {
+          for (int64_t tap = 0; tap < taps; ++tap) {
+            for (int64_t c = c0; c < c1; ++c) {
+              float* packed_row = row(tap, c);
+              const float* from = lane0 + c * in_stride + tap_offsets[tap];
+              if (lanes_consecutive) {
+                std::copy_n(from, tile_lanes, packed_row);
+              } else {
+                for (int64_t l = 0; l < tile_lanes; ++l) packed_row[l] = from[l * out_stride];
+              }
+              std::fill(packed_row + tile_lanes, packed_row + kTile, 0.0f);
+            }
           }
         }
       }
