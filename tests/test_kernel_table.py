@@ -149,6 +149,24 @@ def test_nhwc_kernels_with_bias_and_channels_last_gradients(name):
             assert error < tolerance, (name, dtype, error)
 
 
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("name", ["depthwise-s2-5x5", "depthwise-wide-s2", "depthwise-dilated"])
+def test_strided_depthwise_grad_input_alone_through_nhwc(name, isa):
+    """dx alone of a contiguous strided depthwise layer on the NHWC kernel, which then copies dy but not the input."""
+    input, weight, kwargs = make(LAYERS[name], 5, False)
+    s, p, d = [kwargs["stride"]] * 2, [kwargs["padding"]] * 2, [kwargs["dilation"]] * 2
+    grad_output = torch.randn(F.conv2d(input, weight, **kwargs).shape, generator=torch.Generator().manual_seed(3))
+    expected = torch.ops.aten.convolution_backward(grad_output.double(), input.double(), weight.double(), None, s, p,
+                                                   d, False, [0, 0], kwargs["groups"], [True, False, False])[0]
+    with settings.simd_isa(isa):
+        assert conv_ext.explain(input, weight, **kwargs)["grad_input"].kernel == "depthwise_nhwc"
+        got = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, s, p, d, kwargs["groups"],
+                                                 [True, False, False])[0]
+    assert got.is_contiguous()
+    error = (got.double() - expected).abs().max().item() / expected.abs().max().item()
+    assert error < 2e-6, (name, error)
+
+
 # Weights in the memory layouts the direct kernel packs from (channels_last: 16 channels of a tap at a time;
 # contiguous: 16 taps of a channel; else element by element).
 WEIGHT_LAYOUTS = {
@@ -326,6 +344,10 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((3, 256, 256, 14, 3), padding=1)[1] == (
             "direct_nhwc" if isa == "avx512" or not _C._intel_cpu() else "tiled")
         assert kernels_of((1, 2048, 512, 7, 1))[:2] == ("tiled", off_intel_avx512 or "tiled")
+        # A contiguous 1x1 forward 64 to 127 deep: the direct kernel off Intel CPUs on planes under 256 positions,
+        # where the tiled path's GEMMs are a plane narrow; on larger planes the tiled path.
+        assert kernels_of((8, 96, 576, 14, 1))[0] == (off_intel_avx512 or "tiled")
+        assert kernels_of((8, 64, 64, 56, 1))[0] == "tiled"
         # 1x1 dw on planes under 128 positions: one GEMM over the NHWC rows of every sample (at batch 1, under the
         # thread count, the tiled path).
         assert kernels_of((3, 512, 2048, 7, 1))[2] == "tiled_nhwc"
@@ -436,14 +458,15 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 64, 64, 56, 3), channels_last=True, padding=1)[2] == direct_dw
         assert kernels_of((8, 16, 32, 14, 5), channels_last=True, padding=2)[2] != "direct_nhwc"  # 16 input channels
         # dx of a strided 3-channel stem: the tiled path (the implicit GEMM's phases would fill 3 of a register
-        # block's rows); of a strided depthwise layer (GEMMs one deep) and of 16 input channels, the phases.
+        # block's rows); of 16 input channels, the phases; of a strided depthwise layer, the NHWC depthwise kernel
+        # through the layout changes of dy and dx (not the phases' GEMMs one deep), and its dw there too where the
+        # input is under 32 MiB (else the scalar loops).
         assert kernels_of((8, 3, 32, 224, 3), stride=2, padding=1)[1] == "tiled"
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[1] == "tiled_nhwc"
-        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("phased", "depthwise")
-        # ... unless the input is small: dx up to 2 MiB, dw under 32 MiB, through the NHWC depthwise kernel.
+        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_nhwc", "depthwise")
         assert kernels_of((1, 144, 144, 56, 3), groups=144, stride=2, padding=1) == (
             "depthwise_simd",) + ("depthwise_nhwc",) * 2  # 1.7 MiB
-        assert kernels_of((1, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("phased", "depthwise_nhwc")
+        assert kernels_of((1, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_nhwc",) * 2
         assert kernels_of((8, 16, 32, 32, 5), stride=2, padding=2)[1] == "phased"
         # 3-channel stems: the direct dw with the output channels in the lanes (AVX-512).
         avx512 = isa == "avx512"

@@ -158,21 +158,21 @@ bool depthwise_nhwc(const Problem& p) {
   return (p.format == at::MemoryFormat::ChannelsLast || p.g.out_w < 8) && depthwise_nhwc_runs(p);
 }
 
-// dx and dw of a contiguous strided depthwise layer, through the layout changes, where the input is small enough
-// that the copies stay in cache: the NCHW kernels for them are dx by phases (GEMMs one deep) and the scalar dw
-// loops (x torch's time, AMD EPYC Zen 4, 2 threads, the NCHW kernel against depthwise_nhwc and the copies). dx up
-// to 2 MiB of input: MobileNetV2's 144 channels 3x3 stride 2 on 56x56 at batch 1 3.23 against 1.54, 192 on 28x28
-// 2.49 against 0.88, EfficientNet's 240 on 28x28 2.92 against 0.96, 144 5x5 on 56x56 2.29 against 1.70; beyond it
-// the copies cost more (96 on 112x112 at batch 1, 4.8 MiB, 2.91 against 3.67; 240 on 28x28 at batch 8 2.73
-// against 3.74). dw under 32 MiB: 96 on 112x112 at batch 1 2.62 against 1.50, 192 on 28x28 at batch 8 / 32 3.92 /
-// 2.21 against 1.55 / 1.39, 240 on 28x28 at 8 / 32 3.57 / 1.59 against 1.20 / 1.30, 144 5x5 on 56x56 at 8 0.33
-// against 0.16; beyond it not (96 on 112x112 at batch 8, 37 MiB, 0.37 against 1.06; 144 on 56x56 at 32 0.35
-// against 1.09).
+// dx and dw of a contiguous strided depthwise layer, through the layout changes: the NCHW kernels for them are dx by
+// phases (GEMMs one deep) and the scalar dw loops (x torch's time, AMD EPYC Zen 4, 2 threads, the NCHW kernel against
+// depthwise_nhwc and the copies). dx at any size, its copies dy's and dx's, not the input's (AVX-512, batch 1 / 8 /
+// 32: MobileNetV2's 96 channels 3x3 stride 2 on 112x112 2.99 / 1.99 / 1.77 against 2.33 / 1.39 / 1.22, 144 on
+// 56x56 at 8 / 32 1.68 / 1.64 against 1.56 / 1.45, 192 on 28x28 at 8 2.75 against 1.85, EfficientNet's 240 on 28x28
+// at 8 2.97 against 1.88; AVX2, torch on AVX2 too: 96 on 112x112 4.09 / 2.60 / 2.60 against 3.81 / 2.08 / 1.87, mean
+// over the networks' strided depthwise layers 1.81 against 1.70). dw under 32 MiB of input: 96 on 112x112 at batch 1
+// 2.62 against 1.50, 192 on 28x28 at batch 8 / 32 3.92 / 2.21 against 1.55 / 1.39, 240 on 28x28 at 8 / 32 3.57 /
+// 1.59 against 1.20 / 1.30, 144 5x5 on 56x56 at 8 0.33 against 0.16; beyond it not (96 on 112x112 at batch 8, 37
+// MiB, 0.37 against 1.06; 144 on 56x56 at 32 0.35 against 1.09).
 bool strided_depthwise_through_nhwc(const Problem& p, int64_t max_input_bytes) {
   return !unit_stride(p.g) && p.g.input_numel() * int64_t{sizeof(float)} <= max_input_bytes && depthwise_nhwc_runs(p);
 }
 bool depthwise_nhwc_dx(const Problem& p) {
-  return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, int64_t{2} << 20);
+  return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, std::numeric_limits<int64_t>::max());
 }
 bool depthwise_nhwc_dw(const Problem& p) {
   return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, (int64_t{32} << 20) - 1);
@@ -365,7 +365,10 @@ bool direct_nhwc_takes(const Problem& p, const ConvGeometry& geometry, int64_t o
 // 1.43 / 0.99; 1x1 layers (direct_one_by_one): ResNet-50's 256->1024 on 14x14 at 8 0.96 against 1.25, 512->256 on
 // 28x28 0.96 / 0.92 against 1.08 / 1.06, 256->64 on 56x56 at 1 1.02 against 1.39), but 1x1 layers 64 deep only at
 // batch 1 (64->64 on 56x56 0.73 / 1.26 against 1.23 / 1.10, 64->128 stride 2 0.58 / 0.95 against 1.26 / 0.76): there
-// from 128 input channels.
+// from 128 input channels, or from 64 on output planes under 256 positions, where the tiled path's GEMMs are a plane
+// narrow (batch 8 / 32, against the tiled path: MobileNetV2's 64->384 on 14x14 1.05 / 1.03 against 1.23 / 1.33,
+// 96->576 1.15 / 0.96 against 1.24 / 1.14, EfficientNet's 80->480 1.05 / 0.94 against 1.16 / 1.13, 112->672 1.02 /
+// 0.99 against 1.14 / 1.20).
 //
 // A weight of 2^20 floats or more on few positions: on an Intel CPU it stays on the tiled path (called alone and
 // repeated the direct forward had beaten it, ResNet's 512->512 3x3 on 7x7 at batch 1 1.30 against 1.93, but in the
@@ -385,7 +388,8 @@ bool direct_nhwc(const Problem& p) {
   const bool contiguous_wins =
       intel_cpu() ? columns_pay(p) && (unit_stride(p.g) || wide_strided) && p.g.channels >= 16 &&
                         (p.out_channels < 256 || !few_positions(p.g))
-                  : columns_pay(p) && (p.g.kernel_h * p.g.kernel_w > 1 || p.g.channels >= 128);
+                  : columns_pay(p) && (p.g.kernel_h * p.g.kernel_w > 1 || p.g.channels >= 128 ||
+                                     (p.g.channels >= 64 && p.g.out_h * p.g.out_w < 256));
   return (p.format == at::MemoryFormat::ChannelsLast || contiguous_wins) &&
          direct_nhwc_takes(p, p.g, p.out_channels, large_weight_direct()) &&
          avx2_direct_pays(p, p.out_channels, kernel_3x3_or_larger(p.g) || avx2_one_by_one(p) ? kAnyOutputs : 64);
@@ -496,7 +500,7 @@ bool always(const Problem&) { return true; }
 constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or float64: the scalar depthwise loops";
 #define CONV_EXT_DEPTHWISE_NHWC_STRIDED(limit)                                                                   \
   "float32 on the SIMD kernels, depthwise with one output channel per group, channels_last tensors, output rows " \
-  "under 8 wide, or a stride > 1 and " limit " of input (through a layout change): the channels in the lanes, on " \
+  "under 8 wide, or a stride > 1" limit " (through a layout change): the channels in the lanes, on " \
   "NHWC memory"
 constexpr const char* kDepthwiseNhwcForward =
     "float32 on the SIMD kernels, depthwise with one output channel per group, channels_last tensors, or contiguous "
@@ -514,7 +518,7 @@ constexpr const char* kDirectNhwc =
     "off Intel CPUs), and channels_last tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, "
     ">= 16 input channels and, at stride 1, up to 255 output channels or >= 256 output positions, at larger strides "
     ">= 256 output channels, >= 256 output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from "
-    "128 input channels; on AVX2: channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output "
+    "128 input channels, or 64 on output planes under 256 positions; on AVX2: channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output "
     "channels, a kernel 3x3 or larger or, on other CPUs, a channels_last 1x1): the direct convolution on NHWC memory, "
     "no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
@@ -571,7 +575,7 @@ const Entry kForward[] = {
 };
 
 const Entry kGradInput[] = {
-    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dx, CONV_EXT_DEPTHWISE_NHWC_STRIDED("<= 2 MiB")},
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dx, CONV_EXT_DEPTHWISE_NHWC_STRIDED("")},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
      CONV_EXT_SIMD_RULE ", groups 1, stride 1 (on other CPUs than Intel's any stride with dilation 1 and a kernel "
      "larger than 1x1, on AVX2 3x3 or larger: by phases), >= 32 input channels, a kernel larger than 1x1 (or "
@@ -643,7 +647,7 @@ const Entry kGradWeight[] = {
     {CpuKernel::direct_nhwc, direct_one_by_one_dw,
      "float32 on AVX-512, not an Intel CPU, channels_last tensors, groups 1, 1x1, >= 32 input channels, no more "
      "than 4x as many output channels and a weight under 2^19 floats: dw without columns"},
-    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dw, CONV_EXT_DEPTHWISE_NHWC_STRIDED("under 32 MiB")},
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dw, CONV_EXT_DEPTHWISE_NHWC_STRIDED(" and under 32 MiB of input")},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Contiguous, a batch under the thread count: the tiled path sums dw in place, one GEMM per sample and group
     // (ATen's, on every thread), no partial sums to add or transpose; ahead of the kernels below on few positions

@@ -70,7 +70,9 @@ std::pair<at::Tensor, at::Tensor> nhwc_depthwise_conv2d_backward(const at::Tenso
                                                                  const at::Tensor& input_arg, const at::Tensor& weight,
                                                                  const ConvGeometry& g, bool need_input,
                                                                  bool need_weight) {
-  const at::Tensor input = channels_last(input_arg), grad_output = channels_last(grad_output_arg);
+  // The input only for dw (dx takes only its sizes): a contiguous input's layout change is a copy of the whole of it.
+  const at::Tensor input = need_weight ? channels_last(input_arg) : input_arg;
+  const at::Tensor grad_output = channels_last(grad_output_arg);
   at::Tensor grad_input = unrequested_output(input), grad_weight = unrequested_output(input);
   if (need_input) {
     grad_input = new_channels_last(input.sizes(), input);
