@@ -518,9 +518,9 @@ constexpr const char* kDirectNhwc =
     "off Intel CPUs), and channels_last tensors, or contiguous ones with >= 64 output channels and, on an Intel CPU, "
     ">= 16 input channels and, at stride 1, up to 255 output channels or >= 256 output positions, at larger strides "
     ">= 256 output channels, >= 256 output positions and a kernel 3x3 or larger (on other CPUs any stride, a 1x1 from "
-    "128 input channels, or 64 on output planes under 256 positions; on AVX2: channels_last, or on other CPUs stride 1 and >= 16 input channels, and <= 64 output "
-    "channels, a kernel 3x3 or larger or, on other CPUs, a channels_last 1x1): the direct convolution on NHWC memory, "
-    "no columns";
+    "128 input channels, or 64 on output planes under 256 positions; on AVX2: channels_last, or on other CPUs stride 1 "
+    "and >= 16 input channels, and <= 64 output channels, a kernel 3x3 or larger or, on other CPUs, a channels_last "
+    "1x1): the direct convolution on NHWC memory, no columns";
 constexpr const char* kTiledNhwc = "groups 1, float32 or float64, channels_last tensors (read as they are) or >= 64 "
                                    "output channels and a batch of output planes under 128 positions: the tiled path "
                                    "on NHWC memory, GEMMs over the positions of several samples";
