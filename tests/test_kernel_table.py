@@ -369,11 +369,15 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 768, 768, 7, 7), groups=768, padding=3) == ("depthwise_nhwc",) * 3
         assert kernels_of((8, 672, 672, 14, 5), groups=672, stride=2, padding=2)[0] == "depthwise_nhwc"
         # The forward of 5 and 7 wide kernels by blocks of 16 channels, at any plane, on either instruction set; 3x3
-        # layers on rows under 8 wide only (at stride 2 too), rows of 14 keep the NCHW kernel.
+        # layers on rows under 8 wide only (at stride 2 too), rows of 14 keep the NCHW kernel; but on AVX2 strided
+        # 3x3 layers at batch > 1 take the channel blocks (the NCHW kernel's strided loads are masked there).
         assert kernels_of((8, 96, 96, 56, 7), groups=96, padding=3)[0] == "depthwise_nhwc"
         assert kernels_of((1, 240, 240, 28, 5), groups=240, padding=2)[0] == "depthwise_nhwc"
         assert kernels_of((8, 576, 576, 14, 3), groups=576, stride=2, padding=1)[0] == "depthwise_nhwc"
-        assert kernels_of((8, 192, 192, 28, 3), groups=192, stride=2, padding=1)[0] == "depthwise_simd"
+        assert kernels_of((8, 192, 192, 28, 3), groups=192, stride=2, padding=1)[0] == (
+            "depthwise_nhwc" if isa == "avx2" else "depthwise_simd")
+        assert kernels_of((1, 192, 192, 28, 3), groups=192, stride=2, padding=1)[0] == "depthwise_simd"
+        assert kernels_of((8, 192, 192, 28, 3), groups=192, padding=1)[0] == "depthwise_simd"
         # channels_last: the tiled passes run on the NHWC memory; the others keep their kernels.
         # (dw with >= 64 output channels on NHWC memory too, not through a layout change to the exact-taps dw.)
         direct_dw = "direct_nhwc" if isa == "avx512" else "tiled_nhwc"

@@ -189,9 +189,19 @@ bool depthwise_nhwc_dw(const Problem& p) {
 // level or slower, at stride 1 (on 14 x 14 0.44 / 0.69 / 0.76 against 0.44 / 0.63 / 0.69) and 2 (192 channels on
 // 28 x 28 at batch 1 / 32 0.37 / 0.65 against 0.33 / 0.58): those keep depthwise_simd. Likewise on AVX2, whose
 // sliding block is 4 pixels (nhwc_depthwise.h).
+// On AVX2 layers of stride_w 2 at batch > 1 too, where the NCHW kernel's loads of every other column are masked loads
+// (AMD EPYC Zen 4, torch on AVX2 too, batch 8 / 32, channel blocks against depthwise_simd: MobileNetV2's 96 channels
+// 3x3 stride 2 on 112x112 0.68 / 0.84 against 1.52 / 1.91, 144 on 56x56 0.75 / 0.70 against 1.12 / 1.01, 192 on
+// 28x28 1.03 / 0.80 against 1.27 / 0.97, EfficientNet's 240 on 28x28 1.30 / 0.75 against 1.24 / 0.94; at batch 1
+// they lost, 96 channels 1.35 against 1.17, 240 0.80 against 0.54, and at stride 1, 144 on 56x56 at 8 1.20 against
+// 0.87).
+bool avx2_stride_w2_batch(const Problem& p) {
+  return simd_isa() == SimdIsa::avx2 && p.g.stride_w > 1 && p.g.batch > 1;
+}
 bool depthwise_nhwc_forward(const Problem& p) {
   if (p.format == at::MemoryFormat::ChannelsLast) return depthwise_nhwc(p);
-  return depthwise_nhwc_runs(p) && depthwise_slides(p.g) && (p.g.kernel_w >= 5 || p.g.out_w < 8);
+  return depthwise_nhwc_runs(p) && depthwise_slides(p.g) &&
+         (p.g.kernel_w >= 5 || p.g.out_w < 8 || avx2_stride_w2_batch(p));
 }
 
 // A pointwise pass on channels_last memory is one GEMM on the NHWC rows (x . w^T, dy . w, dy^T . x), with neither
@@ -505,7 +515,8 @@ constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or
 constexpr const char* kDepthwiseNhwcForward =
     "float32 on the SIMD kernels, depthwise with one output channel per group, channels_last tensors, or contiguous "
     "ones with a kernel 3, 5 or 7 wide, dilation_w 1, stride_w 1 or 2, and a kernel 5 or 7 wide or output rows under "
-    "8 wide (by blocks of 16 channels): the channels in the lanes, on NHWC memory";
+    "8 wide or, on AVX2, stride_w 2 at batch > 1 (by blocks of 16 channels): the channels in the lanes, on NHWC "
+    "memory";
 #define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
   "on AVX-512 a 1x1 with >= 512 output positions and, on an Intel CPU, channels_last tensors, a multiple of 64 " \
   "output channels of the pass, up to 128 or no more than its depth, and a depth >= 64 (on other CPUs channels_last " \
