@@ -473,13 +473,17 @@ bool direct_nhwc_dx(const Problem& p) {
 // channels_last large weights over many positions too (AMD EPYC Zen 4, 2 threads, x torch's time, batch 8 / 32,
 // against the GEMM on the NHWC memory: VGG's 512->512 on 28x28 1.01 / 1.05 against 1.29 / 1.33, 256->512 1.01 /
 // 1.03 against 1.12 / 1.15, 512->512 on 14x14 0.92 / 0.95 against 1.10 / 1.38, ResNet's on 7x7 0.51 / 0.98 against
-// 0.79 / 1.30).
+// 0.79 / 1.30). On AVX2 the stems only (output channels in the lanes), where the other kernels' sums are 3 channels
+// deep (AMD EPYC Zen 4, torch on AVX2 too, channels_last, batch 1 / 8 / 32, against the table's choice without it:
+// ResNet's 7x7 stem 0.76 / 0.72 / 0.75 against tiled_nhwc's 1.75 / 1.80 / 1.63, EfficientNet's 3->32 3x3 stride 2
+// 0.74 / 0.60 / 0.52 against exact taps' 2.73 / 2.07 / 1.89, VGG's 3->64 0.31 / 0.28 / 0.33 against 0.73 / 0.75 /
+// 0.75, ConvNeXt's 4x4 stride 4 stem 0.78 / 0.71 / 0.64 against 1.12 / 1.08 / 1.00).
 bool direct_nhwc_dw(const Problem& p) {
   const bool large = large_weight(p.g, p.out_channels), few = few_positions(p.g);
   const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few || !intel_cpu() : large && few;
-  const bool lanes_fill =
-      input_channels_in_lanes(p.g.channels) || output_channels_in_lanes(p.g.channels, p.out_channels);
-  return wins && direct_runs(p) && simd_isa() == SimdIsa::avx512 && lanes_fill;
+  const bool outputs_in_lanes = output_channels_in_lanes(p.g.channels, p.out_channels);
+  const bool lanes_fill = input_channels_in_lanes(p.g.channels) || outputs_in_lanes;
+  return wins && direct_runs(p) && (simd_isa() == SimdIsa::avx512 || outputs_in_lanes) && lanes_fill;
 }
 
 // A 1x1 dw off Intel CPUs (where MKL runs slower code) on channels_last tensors, AVX-512: the direct dw ahead of the
@@ -679,7 +683,7 @@ const Entry kGradWeight[] = {
      "positions: the tiled path's GEMMs summed into dw itself"},
     {CpuKernel::direct_nhwc, direct_nhwc_dw,
      "float32 on AVX-512, groups 1, a kernel larger than 1x1, >= 32 input channels (or under 16 and >= 32 output "
-     "channels), and channels_last tensors (on an Intel CPU with a weight under 2^20 floats or under 256 output "
+     "channels, on AVX2 too), and channels_last tensors (on an Intel CPU with a weight under 2^20 floats or under 256 output "
      "positions), or contiguous ones with a larger weight and under 256 output positions: dw without columns"},
     // A channels_last dw with >= 64 output channels per group: dy^T . columns on the NHWC memory, ahead of the
     // exact-taps dw, which takes dy and x through a layout change (channels_last, AVX-512, Intel Xeon, 2 threads, ms:
