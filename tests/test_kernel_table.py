@@ -472,8 +472,11 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
             "depthwise_simd",) + ("depthwise_nhwc",) * 2  # 1.7 MiB
         assert kernels_of((1, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_nhwc",) * 2
         assert kernels_of((8, 16, 32, 32, 5), stride=2, padding=2)[1] == "phased"
-        # 3-channel stems: the direct dw with the output channels in the lanes (either instruction set).
+        # 3-channel stems: the direct dw with the output channels in the lanes (either instruction set); contiguous
+        # strided ones too on AVX-512 (through the layout changes), not at stride 1 (the implicit GEMM's dw).
         avx512 = isa == "avx512"
+        assert kernels_of((8, 3, 32, 224, 3), stride=2, padding=1)[2] == ("direct_nhwc" if avx512 else "exact_taps")
+        assert kernels_of((8, 3, 64, 224, 3), padding=1)[2] != "direct_nhwc"
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[2] == "direct_nhwc"
         assert kernels_of((1, 3, 64, 224, 7), channels_last=True, stride=2, padding=3)[2] == "direct_nhwc"
         # Contiguous: the direct forward at stride 1 from 64 output channels, from 256 on with >= 256 output

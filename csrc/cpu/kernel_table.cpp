@@ -477,11 +477,17 @@ bool direct_nhwc_dx(const Problem& p) {
 // deep (AMD EPYC Zen 4, torch on AVX2 too, channels_last, batch 1 / 8 / 32, against the table's choice without it:
 // ResNet's 7x7 stem 0.76 / 0.72 / 0.75 against tiled_nhwc's 1.75 / 1.80 / 1.63, EfficientNet's 3->32 3x3 stride 2
 // 0.74 / 0.60 / 0.52 against exact taps' 2.73 / 2.07 / 1.89, VGG's 3->64 0.31 / 0.28 / 0.33 against 0.73 / 0.75 /
-// 0.75, ConvNeXt's 4x4 stride 4 stem 0.78 / 0.71 / 0.64 against 1.12 / 1.08 / 1.00).
+// 0.75, ConvNeXt's 4x4 stride 4 stem 0.78 / 0.71 / 0.64 against 1.12 / 1.08 / 1.00). Contiguous strided stems too
+// on AVX-512, through the layout changes, against the exact-taps dw (same machine, torch on AVX-512): ResNet's 7x7
+// stem 1.03 / 1.03 / 1.05 against 2.98 / 1.61 / 1.68, EfficientNet's 3->32 1.22 / 1.49 / 1.24 against 2.20 / 1.83 /
+// 1.45, ConvNeXt's 4x4 stem 1.45 / 1.48 / 1.42 against 1.99 / 2.29 / 1.39; not at stride 1, where the implicit GEMM's
+// dw did better (VGG's 3->64 at 8 / 32: 1.11 / 1.16 against 0.85 / 1.04), nor on AVX2 (1.13-2.76 against 0.88-6.0).
 bool direct_nhwc_dw(const Problem& p) {
   const bool large = large_weight(p.g, p.out_channels), few = few_positions(p.g);
-  const bool wins = p.format == at::MemoryFormat::ChannelsLast ? !large || few || !intel_cpu() : large && few;
   const bool outputs_in_lanes = output_channels_in_lanes(p.g.channels, p.out_channels);
+  const bool strided_stem = outputs_in_lanes && !unit_stride(p.g) && simd_isa() == SimdIsa::avx512;
+  const bool wins =
+      p.format == at::MemoryFormat::ChannelsLast ? !large || few || !intel_cpu() : (large && few) || strided_stem;
   const bool lanes_fill = input_channels_in_lanes(p.g.channels) || outputs_in_lanes;
   return wins && direct_runs(p) && (simd_isa() == SimdIsa::avx512 || outputs_in_lanes) && lanes_fill;
 }
@@ -683,8 +689,9 @@ const Entry kGradWeight[] = {
      "positions: the tiled path's GEMMs summed into dw itself"},
     {CpuKernel::direct_nhwc, direct_nhwc_dw,
      "float32 on AVX-512, groups 1, a kernel larger than 1x1, >= 32 input channels (or under 16 and >= 32 output "
-     "channels, on AVX2 too), and channels_last tensors (on an Intel CPU with a weight under 2^20 floats or under 256 output "
-     "positions), or contiguous ones with a larger weight and under 256 output positions: dw without columns"},
+     "channels, on AVX2 too), and channels_last tensors (on an Intel CPU with a weight under 2^20 floats or under 256 "
+     "output positions), or contiguous ones with a larger weight and under 256 output positions or, on AVX-512, "
+     "strided and under 16 input channels: dw without columns"},
     // A channels_last dw with >= 64 output channels per group: dy^T . columns on the NHWC memory, ahead of the
     // exact-taps dw, which takes dy and x through a layout change (channels_last, AVX-512, Intel Xeon, 2 threads, ms:
     // 512->512 3x3 on 7x7 2.7 against 6.0 at batch 1, 8.9 against 12.6 at batch 8; 256->512 1x1 stride 2 on 56x56
