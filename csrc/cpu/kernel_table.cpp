@@ -178,23 +178,24 @@ bool depthwise_nhwc_dw(const Problem& p) {
   return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, (int64_t{32} << 20) - 1);
 }
 
-// The forward of a contiguous depthwise layer: where the sliding block runs, by blocks of 16 channels of
+// The forward of a contiguous depthwise layer: where the sliding block runs, by blocks of 16 channels (8 on AVX2) of
 // one sample transposed in L2 (nhwc_depthwise_simd.inc; no layout change of the tensors), for kernels 5 and 7 wide or
-// output rows under 8 wide: there no lane idles on a row's end nor sums a tap in the padding, as the NCHW kernel's
-// do (x torch's time, AVX-512, Intel Xeon, 2 threads, batch 1 / 8 / 32, against depthwise_simd: ConvNeXt's 7x7 on
-// 14 x 14 0.63 / 0.84 / 0.91 against 1.02 / 1.65 / 1.72, on 56 x 56 0.67 / 0.83 / 0.46 against 1.17 / 1.61 / 0.66;
-// EfficientNet's 5x5 on 14 x 14 0.58 / 0.78 / 1.11 against 0.83 / 1.12 / 1.23, stride 2 0.49 / 0.65 / 0.75 against
-// 1.17 / 1.93 / 2.39; MobileNetV2's 3x3 on 7 x 7 0.42 / 0.71 / 0.78 against 0.60 / 1.30 / 1.37; its 3x3 at stride
-// 2 on 14 x 14, rows of 7, 0.34 / 0.50 / 0.59 against 0.54 / 0.92 / 1.06). Its 3x3 layers on rows >= 8 wide were
-// level or slower, at stride 1 (on 14 x 14 0.44 / 0.69 / 0.76 against 0.44 / 0.63 / 0.69) and 2 (192 channels on
-// 28 x 28 at batch 1 / 32 0.37 / 0.65 against 0.33 / 0.58): those keep depthwise_simd. Likewise on AVX2, whose
-// sliding block is 4 pixels (nhwc_depthwise.h).
-// On AVX2 layers of stride_w 2 at batch > 1 too, where the NCHW kernel's loads of every other column are masked loads
-// (AMD EPYC Zen 4, torch on AVX2 too, batch 8 / 32, channel blocks against depthwise_simd: MobileNetV2's 96 channels
-// 3x3 stride 2 on 112x112 0.68 / 0.84 against 1.52 / 1.91, 144 on 56x56 0.75 / 0.70 against 1.12 / 1.01, 192 on
-// 28x28 1.03 / 0.80 against 1.27 / 0.97, EfficientNet's 240 on 28x28 1.30 / 0.75 against 1.24 / 0.94; at batch 1
-// they lost, 96 channels 1.35 against 1.17, 240 0.80 against 0.54, and at stride 1, 144 on 56x56 at 8 1.20 against
-// 0.87).
+// output rows under 8 wide: there no lane idles on a row's end nor sums a tap in the padding, as the NCHW kernel's do
+// (x torch's time, AVX-512, Intel Xeon, 2 threads, batch 1 / 8 / 32, against depthwise_simd: ConvNeXt's 7x7 on 14 x 14
+// 0.63 / 0.84 / 0.91 against 1.02 / 1.65 / 1.72, on 56 x 56 0.67 / 0.83 / 0.46 against 1.17 / 1.61 / 0.66;
+// EfficientNet's 5x5 on 14 x 14 0.58 / 0.78 / 1.11 against 0.83 / 1.12 / 1.23, stride 2 0.49 / 0.65 / 0.75 against 1.17
+// / 1.93 / 2.39; MobileNetV2's 3x3 on 7 x 7 0.42 / 0.71 / 0.78 against 0.60 / 1.30 / 1.37; its 3x3 at stride 2 on 14 x
+// 14, rows of 7, 0.34 / 0.50 / 0.59 against 0.54 / 0.92 / 1.06). Its 3x3 layers on rows >= 8 wide were level or slower,
+// at stride 1 (on 14 x 14 0.44 / 0.69 / 0.76 against 0.44 / 0.63 / 0.69) and 2 (192 channels on 28 x 28 at batch 1 / 32
+// 0.37 / 0.65 against 0.33 / 0.58): those keep depthwise_simd. Likewise on AVX2, with its sliding block of 8 pixels too
+// (AMD EPYC Zen 4, torch on AVX2 too, the networks' contiguous 3x3 layers at batch 1 / 8 / 32, channel blocks against
+// the table's choice: 0.96 against 0.89 on the mean; MobileNetV2's 144 channels on 56x56 at 8 0.98 against 0.56, 576 on
+// 14x14 at 32 1.05 against 0.75). On AVX2 layers of stride_w 2 at batch > 1 too, where the NCHW kernel's loads of every
+// other column are masked loads (AMD EPYC Zen 4, torch on AVX2 too, batch 8 / 32, channel blocks against
+// depthwise_simd: MobileNetV2's 96 channels 3x3 stride 2 on 112x112 0.68 / 0.84 against 1.52 / 1.91, 144 on 56x56 0.75
+// / 0.70 against 1.12 / 1.01, 192 on 28x28 1.03 / 0.80 against 1.27 / 0.97, EfficientNet's 240 on 28x28 1.30 / 0.75
+// against 1.24 / 0.94; at batch 1 they lost, 96 channels 1.35 against 1.17, 240 0.80 against 0.54, and at stride 1, 144
+// on 56x56 at 8 1.20 against 0.87).
 bool avx2_stride_w2_batch(const Problem& p) {
   return simd_isa() == SimdIsa::avx2 && p.g.stride_w > 1 && p.g.batch > 1;
 }

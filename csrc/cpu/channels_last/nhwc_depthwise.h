@@ -13,7 +13,7 @@
 namespace conv_ext::cpu {
 
 // Where the forward's sliding block runs (nhwc_depthwise_simd.inc): KW <= 7, whose weights, PIXELS sums and an
-// input vector fit AVX-512's 32 registers (AVX2's 16 hold 4 pixels' sums and the input, the weights read from L1);
+// input vector fit the registers (AVX2's 16 hold them for 8 pixels of one 8-lane half of the channels at a time);
 // stride 1 or 2 (at stride 2 a load feeds half as many pixels). On AVX2 against the block without sliding (AMD EPYC
 // Zen 4, 2 threads, x torch's time, mean over the networks' depthwise layers at batch 1 / 8 / 32): channels_last
 // 0.92 against 1.80 (MobileNetV2's 144 channels on 56x56 at batch 8 1.00 against 3.35, ConvNeXt's 384 7x7 on 14x14

@@ -76,6 +76,21 @@ CONV_EXT_AVX2_INLINE Vec fmadd(Vec a, Vec b, Vec c) {
 }
 CONV_EXT_AVX2_INLINE Vec add(Vec a, Vec b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
 
+// A vector's parts, one register each: its two halves of 8 lanes (lo, hi), for a register block that counts
+// registers (the depthwise sliding block, nhwc_depthwise_simd.inc). simd_avx512.h's vector is one part.
+constexpr int kParts = 2, kPartLanes = 8;
+using Part = __m256;
+using PartMask = __m256i;
+CONV_EXT_AVX2_INLINE PartMask part_mask(const Mask& mask, int k) { return k == 0 ? mask.lo : mask.hi; }
+CONV_EXT_AVX2_INLINE bool no_lanes(PartMask mask) { return _mm256_testz_si256(mask, mask) != 0; }
+CONV_EXT_AVX2_INLINE Part zero_part() { return _mm256_setzero_ps(); }
+CONV_EXT_AVX2_INLINE Part load_part(const float* p) { return _mm256_loadu_ps(p); }
+CONV_EXT_AVX2_INLINE Part load_part(PartMask mask, const float* p) { return _mm256_maskload_ps(p, mask); }
+CONV_EXT_AVX2_INLINE void store_part(float* p, PartMask mask, Part v) { store_half(p, mask, v); }
+CONV_EXT_AVX2_INLINE void stream_part(float* p, Part v) { _mm256_stream_ps(p, v); }
+CONV_EXT_AVX2_INLINE bool all_lanes(PartMask mask) { return _mm256_movemask_ps(_mm256_castsi256_ps(mask)) == 0xFF; }
+CONV_EXT_AVX2_INLINE Part fmadd(Part a, Part b, Part c) { return _mm256_fmadd_ps(a, b, c); }
+
 // Lanes 0, 2, ..., 14 of the 16 in (a, b), in order.
 CONV_EXT_AVX2_INLINE __m256 even_lanes_8(__m256 a, __m256 b) {
   // Per 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6; then the 64-bit pairs in the order 0, 2, 1, 3.
@@ -138,5 +153,8 @@ CONV_EXT_AVX2 inline void transpose_16x16(Vec (&r)[16]) {
     r[i + 8] = {top_right[i], bottom_right[i]};
   }
 }
+
+// The parts' square (kPartLanes x kPartLanes) transposed in registers.
+CONV_EXT_AVX2_INLINE void transpose_parts(Part (&r)[kPartLanes]) { transpose_8x8(r); }
 
 }  // namespace conv_ext::cpu::avx2

@@ -43,6 +43,18 @@ CONV_EXT_AVX512_INLINE void stream_fence() { _mm_sfence(); }
 CONV_EXT_AVX512_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 CONV_EXT_AVX512_INLINE Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 
+// A vector's parts, one register each (simd_avx2.h's vector has two): here the vector itself.
+constexpr int kParts = 1, kPartLanes = 16;
+using Part = Vec;
+using PartMask = Mask;
+CONV_EXT_AVX512_INLINE PartMask part_mask(const Mask& mask, int) { return mask; }
+CONV_EXT_AVX512_INLINE bool no_lanes(PartMask mask) { return mask == 0; }
+CONV_EXT_AVX512_INLINE Part zero_part() { return zero(); }
+CONV_EXT_AVX512_INLINE Part load_part(const float* p) { return load(p); }
+CONV_EXT_AVX512_INLINE Part load_part(PartMask mask, const float* p) { return load(mask, p); }
+CONV_EXT_AVX512_INLINE void store_part(float* p, PartMask mask, Part v) { store(p, mask, v); }
+CONV_EXT_AVX512_INLINE void stream_part(float* p, Part v) { stream(p, v); }
+
 // Lanes 0, 2, ..., 30 of the 32 in (low, high): a run of stride 2.
 CONV_EXT_AVX512_INLINE Vec even_lanes(Vec low, Vec high) {
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -95,5 +107,8 @@ CONV_EXT_AVX512 inline void transpose_16x16(Vec (&r)[16]) {
     r[k + 8] = _mm512_mask_shuffle_f32x4(t[k], all, t[k], t[k + 8], 0xDD);
   }
 }
+
+// The parts' square (kPartLanes x kPartLanes) transposed in registers.
+CONV_EXT_AVX512_INLINE void transpose_parts(Part (&r)[kPartLanes]) { transpose_16x16(r); }
 
 }  // namespace conv_ext::cpu::avx512
