@@ -499,6 +499,11 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 128, 256, 28, 3), stride=2, padding=1)[0] == strided_direct
         assert kernels_of((8, 192, 384, 28, 2), stride=2)[0] == off_intel_avx512
         assert kernels_of((8, 3, 64, 224, 3), padding=1)[0] == off_intel_avx512  # under 16 input channels
+        # Off Intel CPUs on AVX2 the forward at batch 1 at any stride and depth (kernels 3x3 or larger).
+        assert kernels_of((1, 3, 64, 224, 7), stride=2, padding=3)[0] == off_intel
+        assert kernels_of((1, 64, 128, 56, 3), stride=2, padding=1)[0] == off_intel
+        assert kernels_of((2, 64, 128, 56, 3), stride=2, padding=1)[0] == off_intel_avx512
+        assert kernels_of((1, 96, 192, 56, 2), stride=2)[0] == off_intel_avx512
         # 1x1 layers off Intel CPUs (AVX-512): >= 64 channels each way, the forward from 128 input channels.
         assert kernels_of((8, 64, 64, 56, 1))[:2] == ("tiled", off_intel_avx512)
         assert kernels_of((8, 256, 64, 56, 1))[:2] == (off_intel_avx512, off_intel_avx512)
