@@ -167,6 +167,36 @@ def test_strided_depthwise_grad_input_alone_through_nhwc(name, isa):
     assert error < 2e-6, (name, error)
 
 
+# Contiguous depthwise layers at stride 2 whose dx runs its NCHW kernel (output rows >= 8 wide): (channels, height,
+# width, kernel, padding). Odd widths and a chunk of 32 dx columns plus a remainder, even and 1-wide kernels (a row
+# of dx no tap reaches), padding beyond the kernel's reach.
+STRIDE2_DEPTHWISE = [(24, 17, 33, 3, 1), (16, 16, 16, 5, 2), (8, 20, 47, 7, 3), (20, 18, 64, 3, 0),
+                     (12, 16, 19, 4, 1), (3, 21, 16, 1, 0), (8, 16, 20, 3, 3)]
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("layer", STRIDE2_DEPTHWISE)
+def test_stride2_depthwise_grad_input_on_its_kernel(layer, batch, isa):
+    """dx of a contiguous depthwise layer at stride 2: even and odd columns from runs of dy's rows, interleaved."""
+    channels, height, width, kernel, padding = layer
+    generator = torch.Generator().manual_seed(batch)
+    input = torch.randn(batch, channels, height, width, generator=generator)
+    weight = torch.randn(channels, 1, kernel, kernel, generator=generator)
+    kwargs = dict(stride=2, padding=padding, groups=channels)
+    grad_output = torch.randn(F.conv2d(input, weight, **kwargs).shape, generator=generator)
+    expected = torch.ops.aten.convolution_backward(grad_output.double(), input.double(), weight.double(), None, [2, 2],
+                                                   [padding] * 2, [1, 1], False, [0, 0], channels,
+                                                   [True, False, False])[0]
+    with settings.simd_isa(isa):
+        assert conv_ext.explain(input, weight, **kwargs)["grad_input"].kernel == "depthwise_simd"
+        got = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, [2, 2], [padding] * 2, [1, 1], channels,
+                                                 [True, False, False])[0]
+    assert got.is_contiguous() and got.shape == input.shape
+    error = (got.double() - expected).abs().max().item() / expected.abs().max().item()
+    assert error < 2e-6, (layer, error)
+
+
 # Weights in the memory layouts the direct kernel packs from (channels_last: 16 channels of a tap at a time;
 # contiguous: 16 taps of a channel; else element by element).
 WEIGHT_LAYOUTS = {
@@ -462,15 +492,21 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((8, 64, 64, 56, 3), channels_last=True, padding=1)[2] == direct_dw
         assert kernels_of((8, 16, 32, 14, 5), channels_last=True, padding=2)[2] != "direct_nhwc"  # 16 input channels
         # dx of a strided 3-channel stem: the tiled path (the implicit GEMM's phases would fill 3 of a register
-        # block's rows); of 16 input channels, the phases; of a strided depthwise layer, the NHWC depthwise kernel
-        # through the layout changes of dy and dx (not the phases' GEMMs one deep), and its dw there too where the
-        # input is under 32 MiB (else the scalar loops).
+        # block's rows); of 16 input channels, the phases; of a contiguous depthwise layer at stride 2, its NCHW
+        # kernel, but with output rows under 8 wide (and at other strides) the NHWC depthwise kernel through the
+        # layout changes of dy and dx (not the phases' GEMMs one deep); its dw there too where the input is under 32
+        # MiB (else the scalar loops).
         assert kernels_of((8, 3, 32, 224, 3), stride=2, padding=1)[1] == "tiled"
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[1] == "tiled_nhwc"
-        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_nhwc", "depthwise")
+        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_simd", "depthwise")
         assert kernels_of((1, 144, 144, 56, 3), groups=144, stride=2, padding=1) == (
-            "depthwise_simd",) + ("depthwise_nhwc",) * 2  # 1.7 MiB
-        assert kernels_of((1, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_nhwc",) * 2
+            "depthwise_simd", "depthwise_simd", "depthwise_nhwc")  # 1.7 MiB
+        assert kernels_of((1, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_simd",
+                                                                                       "depthwise_nhwc")
+        assert kernels_of((8, 576, 576, 14, 3), groups=576, stride=2, padding=1)[1] == "depthwise_nhwc"  # rows of 7
+        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=3, padding=1)[1] == "depthwise_nhwc"
+        assert kernels_of((8, 96, 96, 112, 3), channels_last=True, groups=96, stride=2, padding=1)[1] == (
+            "depthwise_nhwc")
         assert kernels_of((8, 16, 32, 32, 5), stride=2, padding=2)[1] == "phased"
         # 3-channel stems: the direct dw with the output channels in the lanes (either instruction set); contiguous
         # strided ones too on AVX-512 (through the layout changes), not at stride 1 (the implicit GEMM's dw).

@@ -132,6 +132,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward_cpu_contiguous(
 
   if (need_input && kernels.grad_input == CpuKernel::phased) {
     grad_input = phased_grad_input(grad_output, input, weight, g, groups, implicit_conv2d_simd);
+  } else if (need_input && kernels.grad_input == CpuKernel::depthwise_simd && g.stride_w == 2) {
+    grad_input = at::empty_like(input);
+    depthwise_grad_input_stride2_simd(grad_output.const_data_ptr<float>(), weight.const_data_ptr<float>(),
+                                      grad_input.mutable_data_ptr<float>(), g);
   } else if (need_input) {
     if (const Conv2dKernel conv2d = column_free_conv2d(kernels.grad_input)) {
       grad_input = grad_input_as_conv2d(grad_output, input, weight, g, groups, conv2d);

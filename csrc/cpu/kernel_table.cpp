@@ -171,8 +171,22 @@ bool depthwise_nhwc(const Problem& p) {
 bool strided_depthwise_through_nhwc(const Problem& p, int64_t max_input_bytes) {
   return !unit_stride(p.g) && p.g.input_numel() * int64_t{sizeof(float)} <= max_input_bytes && depthwise_nhwc_runs(p);
 }
+// dx of a contiguous depthwise layer at stride 2, dilation 1, on its NCHW kernel (depthwise_grad_input_stride2_simd:
+// even and odd columns summed from runs of dy's rows, interleaved at the store), not through the layout changes of
+// dy and dx (x torch's time, AMD EPYC Zen 4, 2 threads, batch 1 / 8 / 32, against depthwise_nhwc; AVX-512:
+// MobileNetV2's 96 channels on 112x112 0.91 / 0.40 / 0.43 against 2.71 / 1.21 / 1.01, 144 on 56x56 0.76 / 0.46 /
+// 0.32 against 1.23 / 1.45 / 1.14, EfficientNet's 144 5x5 on 56x56 0.97 / 0.64 / 0.51 against 1.29 / 1.52 / 1.21,
+// its 240 on 28x28 0.62 / 0.85 / 0.32 against 0.83 / 2.21 / 1.18, mean over the networks' strided depthwise layers
+// 0.73 against 1.31; AVX2, torch on AVX2 too: 96 on 112x112 1.46 / 0.55 / 0.51 against 3.95 / 2.02 / 1.84, mean 0.83
+// against 1.74). Output rows under 8 wide (dx rows under 16) keep the NHWC kernel, where a chunk of 32 columns is
+// under half filled (MobileNetV2's 576 channels on 14x14 at batch 8, AVX2: 1.80 against 1.02).
+bool depthwise_stride2_dx(const Problem& p) {
+  return depthwise_simd(p) && p.group_out == 1 && p.g.stride_h == 2 && p.g.stride_w == 2 && p.g.dilation_h == 1 &&
+         p.g.dilation_w == 1;
+}
 bool depthwise_nhwc_dx(const Problem& p) {
-  return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, std::numeric_limits<int64_t>::max());
+  return depthwise_nhwc(p) ||
+         (strided_depthwise_through_nhwc(p, std::numeric_limits<int64_t>::max()) && !depthwise_stride2_dx(p));
 }
 bool depthwise_nhwc_dw(const Problem& p) {
   return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, (int64_t{32} << 20) - 1);
@@ -538,8 +552,8 @@ constexpr const char* kDepthwise = "depthwise (groups = in_channels), float32 or
 constexpr const char* kDepthwiseNhwcForward =
     "float32 on the SIMD kernels, depthwise with one output channel per group, channels_last tensors, or contiguous "
     "ones with a kernel 3, 5 or 7 wide, dilation_w 1, stride_w 1 or 2, and a kernel 5 or 7 wide or output rows under "
-    "8 wide or, on AVX2, stride_w 2 at batch > 1 (by blocks of 16 channels): the channels in the lanes, on NHWC "
-    "memory";
+    "8 wide or, on AVX2, stride_w 2 at batch > 1 (by blocks of 16 channels, 8 on AVX2): the channels in the lanes, "
+    "on NHWC memory";
 #define CONV_EXT_DIRECT_ONE_BY_ONE_RULE \
   "on AVX-512 a 1x1 with >= 512 output positions and, on an Intel CPU, channels_last tensors, a multiple of 64 " \
   "output channels of the pass, up to 128 or no more than its depth, and a depth >= 64 (on other CPUs channels_last " \
@@ -609,7 +623,8 @@ const Entry kForward[] = {
 };
 
 const Entry kGradInput[] = {
-    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dx, CONV_EXT_DEPTHWISE_NHWC_STRIDED("")},
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dx,
+     CONV_EXT_DEPTHWISE_NHWC_STRIDED(" but 2 with dilation 1 and rows >= 8 wide")},
     {CpuKernel::direct_nhwc, direct_nhwc_dx,
      CONV_EXT_SIMD_RULE ", groups 1, stride 1 (on other CPUs than Intel's any stride with dilation 1 and a kernel "
      "larger than 1x1, on AVX2 3x3 or larger: by phases), >= 32 input channels, a kernel larger than 1x1 (or "
@@ -618,10 +633,13 @@ const Entry kGradInput[] = {
      "tensors, or contiguous ones with 64 output channels or more, on an Intel CPU no more than input channels (on "
      "AVX2: channels_last, or on other CPUs >= 16 input channels): dx as the direct NHWC convolution of dy"},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
-    // Stride 1, one output channel per group: dx is the depthwise convolution of dy.
+    // One output channel per group: at stride 1 dx is the depthwise convolution of dy; at stride 2 its own kernel.
     {CpuKernel::depthwise_simd,
-     [](const Problem& p) { return depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1; },
-     CONV_EXT_SIMD_RULE ", depthwise, stride 1, one output channel per group: dx is the depthwise convolution of dy"},
+     [](const Problem& p) {
+       return (depthwise_simd(p) && unit_stride(p.g) && p.group_out == 1) || depthwise_stride2_dx(p);
+     },
+     CONV_EXT_SIMD_RULE ", depthwise, one output channel per group, stride 1 (dx is the depthwise convolution of dy) "
+                        "or stride 2 with dilation 1 (even and odd columns from runs of dy's rows)"},
     // Stride 1: dx as the convolution of dy, by the exact-taps forward where it would take that convolution
     // (whose groups have C/g output channels), else by the implicit GEMM.
     {CpuKernel::exact_taps,

@@ -25,4 +25,10 @@ void depthwise_conv2d_backward(const at::Tensor& grad_output, const at::Tensor& 
 void depthwise_conv2d_simd(const float* input, const float* weight, const float* bias, float* output,
                            const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
 
+// dx of a depthwise layer (one output channel per group) at stride 2 and dilation 1, any kernel and padding: even
+// and odd input columns summed from runs of dy's rows and interleaved (depthwise_grad_input_simd.inc). Writes the
+// whole of dx.
+void depthwise_grad_input_stride2_simd(const float* grad_output, const float* weight, float* grad_input,
+                                       const ConvGeometry& geometry);
+
 }  // namespace conv_ext::cpu

@@ -101,6 +101,15 @@ CONV_EXT_AVX2_INLINE Vec even_lanes(Vec low, Vec high) {
   return {even_lanes_8(low.lo, low.hi), even_lanes_8(high.lo, high.hi)};
 }
 
+// The lanes of even and odd alternated: first = e0 o0 e1 o1 ... e7 o7, second = e8 o8 ... e15 o15.
+CONV_EXT_AVX2_INLINE void interleave(Vec even, Vec odd, Vec& first, Vec& second) {
+  // Per 128-bit half: e0 o0 e1 o1 | e4 o4 e5 o5 and e2 o2 e3 o3 | e6 o6 e7 o7; then the halves in order.
+  const __m256 low_a = _mm256_unpacklo_ps(even.lo, odd.lo), high_a = _mm256_unpackhi_ps(even.lo, odd.lo);
+  const __m256 low_b = _mm256_unpacklo_ps(even.hi, odd.hi), high_b = _mm256_unpackhi_ps(even.hi, odd.hi);
+  first = {_mm256_permute2f128_ps(low_a, high_a, 0x20), _mm256_permute2f128_ps(low_a, high_a, 0x31)};
+  second = {_mm256_permute2f128_ps(low_b, high_b, 0x20), _mm256_permute2f128_ps(low_b, high_b, 0x31)};
+}
+
 // The sum of the 16 lanes, as a tree of in-register adds (the same order every time).
 CONV_EXT_AVX2 inline float lane_sum(Vec v) {
   const __m256 eight = _mm256_add_ps(v.lo, v.hi);

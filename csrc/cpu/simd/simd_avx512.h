@@ -61,6 +61,14 @@ CONV_EXT_AVX512_INLINE Vec even_lanes(Vec low, Vec high) {
   return _mm512_permutex2var_ps(low, even, high);
 }
 
+// The lanes of even and odd alternated: first = e0 o0 e1 o1 ... e7 o7, second = e8 o8 ... e15 o15.
+CONV_EXT_AVX512_INLINE void interleave(Vec even, Vec odd, Vec& first, Vec& second) {
+  const __m512i low = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i high = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  first = _mm512_permutex2var_ps(even, low, odd);
+  second = _mm512_permutex2var_ps(even, high, odd);
+}
+
 // The sum of a vector's 16 lanes, as a tree of in-register adds (the same order every time). The shuffles are
 // the masked forms with every lane set: GCC 12's plain forms (and _mm512_reduce_add_ps) start from an
 // "undefined" vector that -Wuninitialized reports.
