@@ -167,18 +167,19 @@ def test_strided_depthwise_grad_input_alone_through_nhwc(name, isa):
     assert error < 2e-6, (name, error)
 
 
-# Contiguous depthwise layers at stride 2 whose dx runs its NCHW kernel (output rows >= 8 wide): (channels, height,
-# width, kernel, padding). Odd widths and a chunk of 32 dx columns plus a remainder, even and 1-wide kernels (a row
+# Contiguous depthwise layers at stride 2 whose dx and dw run their NCHW kernels (output rows >= 8 wide; dw: a
+# kernel 3, 5 or 7 wide): (channels, height, width, kernel, padding). Odd widths and a chunk of 32 dx columns plus a remainder, even and 1-wide kernels (a row
 # of dx no tap reaches), padding beyond the kernel's reach.
 STRIDE2_DEPTHWISE = [(24, 17, 33, 3, 1), (16, 16, 16, 5, 2), (8, 20, 47, 7, 3), (20, 18, 64, 3, 0),
-                     (12, 16, 19, 4, 1), (3, 21, 16, 1, 0), (8, 16, 20, 3, 3)]
+                     (12, 16, 19, 4, 1), (3, 21, 16, 1, 0), (8, 16, 20, 3, 3), (5, 30, 31, 5, 0)]
 
 
 @pytest.mark.parametrize("isa", SIMD_ISAS)
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("layer", STRIDE2_DEPTHWISE)
-def test_stride2_depthwise_grad_input_on_its_kernel(layer, batch, isa):
-    """dx of a contiguous depthwise layer at stride 2: even and odd columns from runs of dy's rows, interleaved."""
+def test_stride2_depthwise_gradients_on_their_kernels(layer, batch, isa):
+    """dx and dw of a contiguous depthwise layer at stride 2: dx's even and odd columns from runs of dy's rows,
+    interleaved; dw's taps as runs of dy's rows times runs of the input rows' even or odd columns."""
     channels, height, width, kernel, padding = layer
     generator = torch.Generator().manual_seed(batch)
     input = torch.randn(batch, channels, height, width, generator=generator)
@@ -187,14 +188,17 @@ def test_stride2_depthwise_grad_input_on_its_kernel(layer, batch, isa):
     grad_output = torch.randn(F.conv2d(input, weight, **kwargs).shape, generator=generator)
     expected = torch.ops.aten.convolution_backward(grad_output.double(), input.double(), weight.double(), None, [2, 2],
                                                    [padding] * 2, [1, 1], False, [0, 0], channels,
-                                                   [True, False, False])[0]
+                                                   [True, True, False])[:2]
     with settings.simd_isa(isa):
-        assert conv_ext.explain(input, weight, **kwargs)["grad_input"].kernel == "depthwise_simd"
+        explained = conv_ext.explain(input, weight, **kwargs)
+        assert explained["grad_input"].kernel == "depthwise_simd"
+        assert explained["grad_weight"].kernel == ("depthwise_simd" if kernel in (3, 5, 7) else "depthwise_nhwc")
         got = torch.ops.conv_ext.conv2d_backward(grad_output, input, weight, [2, 2], [padding] * 2, [1, 1], channels,
-                                                 [True, False, False])[0]
-    assert got.is_contiguous() and got.shape == input.shape
-    error = (got.double() - expected).abs().max().item() / expected.abs().max().item()
-    assert error < 2e-6, (layer, error)
+                                                 [True, True, False])[:2]
+    for result, want, name in zip(got, expected, ("dx", "dw")):
+        assert result.is_contiguous() and result.shape == want.shape
+        error = (result.double() - want).abs().max().item() / want.abs().max().item()
+        assert error < 2e-6, (name, layer, error)
 
 
 # Weights in the memory layouts the direct kernel packs from (channels_last: 16 channels of a tap at a time;
@@ -494,17 +498,15 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         # dx of a strided 3-channel stem: the tiled path (the implicit GEMM's phases would fill 3 of a register
         # block's rows); of 16 input channels, the phases; of a contiguous depthwise layer at stride 2, its NCHW
         # kernel, but with output rows under 8 wide (and at other strides) the NHWC depthwise kernel through the
-        # layout changes of dy and dx (not the phases' GEMMs one deep); its dw there too where the input is under 32
-        # MiB (else the scalar loops).
+        # layout changes of dy and dx (not the phases' GEMMs one deep); dw likewise (a kernel up to 7 x 7), where
+        # the input is under 32 MiB (else the scalar loops).
         assert kernels_of((8, 3, 32, 224, 3), stride=2, padding=1)[1] == "tiled"
         assert kernels_of((8, 3, 32, 224, 3), channels_last=True, stride=2, padding=1)[1] == "tiled_nhwc"
-        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_simd", "depthwise")
-        assert kernels_of((1, 144, 144, 56, 3), groups=144, stride=2, padding=1) == (
-            "depthwise_simd", "depthwise_simd", "depthwise_nhwc")  # 1.7 MiB
-        assert kernels_of((1, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_simd",
-                                                                                       "depthwise_nhwc")
-        assert kernels_of((8, 576, 576, 14, 3), groups=576, stride=2, padding=1)[1] == "depthwise_nhwc"  # rows of 7
-        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=3, padding=1)[1] == "depthwise_nhwc"
+        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=2, padding=1)[1:] == ("depthwise_simd",) * 2
+        assert kernels_of((1, 144, 144, 56, 3), groups=144, stride=2, padding=1) == ("depthwise_simd",) * 3
+        assert kernels_of((8, 576, 576, 14, 3), groups=576, stride=2, padding=1)[1:] == ("depthwise_nhwc",) * 2
+        assert kernels_of((8, 96, 96, 112, 3), groups=96, stride=3, padding=1)[1:] == ("depthwise_nhwc", "depthwise")
+        assert kernels_of((1, 96, 96, 112, 3), groups=96, stride=3, padding=1)[1:] == ("depthwise_nhwc",) * 2
         assert kernels_of((8, 96, 96, 112, 3), channels_last=True, groups=96, stride=2, padding=1)[1] == (
             "depthwise_nhwc")
         assert kernels_of((8, 16, 32, 32, 5), stride=2, padding=2)[1] == "phased"
@@ -540,6 +542,7 @@ def test_the_tables_choice_for_layers_of_real_networks(isa):
         assert kernels_of((1, 64, 128, 56, 3), stride=2, padding=1)[0] == off_intel
         assert kernels_of((2, 64, 128, 56, 3), stride=2, padding=1)[0] == off_intel_avx512
         assert kernels_of((1, 96, 192, 56, 2), stride=2)[0] == off_intel_avx512
+        assert kernels_of((1, 3, 96, 224, 4), stride=4)[0] == off_intel_avx512  # windows that do not overlap
         # 1x1 layers off Intel CPUs (AVX-512): >= 64 channels each way, the forward from 128 input channels.
         assert kernels_of((8, 64, 64, 56, 1))[:2] == ("tiled", off_intel_avx512)
         assert kernels_of((8, 256, 64, 56, 1))[:2] == (off_intel_avx512, off_intel_avx512)

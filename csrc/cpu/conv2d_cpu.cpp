@@ -45,6 +45,7 @@ GradWeightKernel column_free_grad_weight(CpuKernel kernel) {
   switch (kernel) {
     case CpuKernel::exact_taps: return exact_taps_grad_weight_simd;
     case CpuKernel::implicit: return implicit_conv2d_grad_weight_simd;
+    case CpuKernel::depthwise_simd: return depthwise_grad_weight_stride2_simd;  // the table takes it at stride 2
     default: return nullptr;
   }
 }

@@ -188,8 +188,21 @@ bool depthwise_nhwc_dx(const Problem& p) {
   return depthwise_nhwc(p) ||
          (strided_depthwise_through_nhwc(p, std::numeric_limits<int64_t>::max()) && !depthwise_stride2_dx(p));
 }
+// dw likewise, its kernel 3, 5 or 7 wide and up to 7 tall (depthwise_grad_weight_stride2_simd: runs of dy's rows
+// times runs of the input rows' even or odd columns, a task per channel), not through the layout changes nor on the
+// scalar loops beyond 32 MiB (x torch's time, AMD EPYC Zen 4, 2 threads, batch 1 / 8 / 32, against the table's
+// choice before; AVX-512: MobileNetV2's 96 channels on 112x112 1.14 / 0.69 / 0.61 against 1.63 / 1.19 / 1.08, 144
+// on 56x56 0.94 / 1.03 / 0.72 against 1.06 / 1.50 / 1.14, 192 on 28x28 0.86 / 1.57 / 0.86 against 1.00 / 1.15 /
+// 1.15, EfficientNet's 240 on 28x28 0.76 / 1.34 / 0.87 against 1.05 / 1.31 / 1.26, mean 0.78 against 1.01; AVX2,
+// torch on AVX2 too: 96 channels 1.53 / 1.05 / 1.06 against 3.89 / 1.36 / 1.22, mean 1.38 against 1.80). Output
+// rows under 8 wide keep the NHWC kernel (MobileNetV2's 576 channels on 14x14 at batch 8: 2.91 against 1.07).
+bool depthwise_stride2_dw(const Problem& p) {
+  return depthwise_stride2_dx(p) && (p.g.kernel_w == 3 || p.g.kernel_w == 5 || p.g.kernel_w == 7) &&
+         p.g.kernel_h <= 7;
+}
 bool depthwise_nhwc_dw(const Problem& p) {
-  return depthwise_nhwc(p) || strided_depthwise_through_nhwc(p, (int64_t{32} << 20) - 1);
+  return depthwise_nhwc(p) ||
+         (strided_depthwise_through_nhwc(p, (int64_t{32} << 20) - 1) && !depthwise_stride2_dw(p));
 }
 
 // The forward of a contiguous depthwise layer: where the sliding block runs, by blocks of 16 channels (8 on AVX2) of
@@ -300,9 +313,11 @@ constexpr int64_t kAnyOutputs = std::numeric_limits<int64_t>::max();
 // 1.58-1.73 against 3.41-4.26, ResNet's 64->128 3x3 stride 2 on 56x56 0.94-1.00 against 1.14-1.52, 128->256 on 28x28
 // 0.93-0.99 against 1.09-1.27, ResNet-50's 128->128 stride 2 on 56x56 1.01-1.03 against 1.58-1.59, 256->256 on 28x28
 // 1.06-1.10 against 1.31-1.35); from batch 2 the tiled path did as well or better on those (the 7x7 stem at 4 1.48
-// against 1.34, VGG's 3->64 at 4 1.51 against 1.13, 128->128 stride 2 at 2 1.41 against 1.21).
+// against 1.34, VGG's 3->64 at 4 1.51 against 1.13, 128->128 stride 2 at 2 1.41 against 1.21). Not where the windows
+// do not overlap (im2col a plain copy): ConvNeXt's 4x4 stride-4 stem at batch 1 1.92-2.35 against 1.10-1.19.
 bool avx2_contiguous_batch1_forward(const Problem& p) {
-  return simd_isa() == SimdIsa::avx2 && !intel_cpu() && p.g.batch == 1 && kernel_3x3_or_larger(p.g);
+  return simd_isa() == SimdIsa::avx2 && !intel_cpu() && p.g.batch == 1 && kernel_3x3_or_larger(p.g) &&
+         p.g.stride_w < p.g.kernel_w;
 }
 
 // A 1x1 convolution on channels_last tensors, on AVX-512, where the direct kernel's blocks fill all their lanes (a
@@ -699,7 +714,12 @@ const Entry kGradWeight[] = {
     {CpuKernel::direct_nhwc, direct_one_by_one_dw,
      "float32 on AVX-512, not an Intel CPU, channels_last tensors, groups 1, 1x1, >= 32 input channels, no more "
      "than 4x as many output channels and a weight under 2^19 floats: dw without columns"},
-    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dw, CONV_EXT_DEPTHWISE_NHWC_STRIDED(" and under 32 MiB of input")},
+    {CpuKernel::depthwise_nhwc, depthwise_nhwc_dw,
+     CONV_EXT_DEPTHWISE_NHWC_STRIDED(" but 2 with dilation 1, a kernel up to 7 x 7 and rows >= 8 wide, and under "
+                                     "32 MiB of input")},
+    {CpuKernel::depthwise_simd, depthwise_stride2_dw,
+     CONV_EXT_SIMD_RULE ", depthwise, one output channel per group, stride 2, dilation 1, a kernel 3, 5 or 7 wide "
+                        "and up to 7 tall: runs of dy's rows times runs of the input rows' even or odd columns"},
     {CpuKernel::tiled_nhwc, pointwise_nhwc, kPointwiseNhwc},
     // Contiguous, a batch under the thread count: the tiled path sums dw in place, one GEMM per sample and group
     // (ATen's, on every thread), no partial sums to add or transpose; ahead of the kernels below on few positions

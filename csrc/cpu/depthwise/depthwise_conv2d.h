@@ -31,4 +31,11 @@ void depthwise_conv2d_simd(const float* input, const float* weight, const float*
 void depthwise_grad_input_stride2_simd(const float* grad_output, const float* weight, float* grad_input,
                                        const ConvGeometry& geometry);
 
+// dw of a depthwise layer (one output channel per group) at stride 2, dilation 1, a kernel 3, 5 or 7 wide and up to
+// 7 tall: each tap
+// sums runs of dy's rows times runs of the input rows' even or odd columns (depthwise_grad_weight_simd.inc). The
+// signature of the column-free dws (groups = channels, out_channels = channels).
+void depthwise_grad_weight_stride2_simd(const float* grad_output, const float* input, float* grad_weight,
+                                        const ConvGeometry& geometry, int64_t groups, int64_t out_channels);
+
 }  // namespace conv_ext::cpu
