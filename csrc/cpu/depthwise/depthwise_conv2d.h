@@ -1,6 +1,7 @@
 // Depthwise convolutions (groups == in_channels, one input channel per group, any channel multiplier) without
-// columns: the scalar loops (depthwise_conv2d.cpp, float32 and float64) and the SIMD forward
-// (depthwise_conv2d_simd.cpp, float32 on our SIMD layer, stride_w 1 or 2). Contiguous tensors.
+// columns: the scalar loops (depthwise_conv2d.cpp, float32 and float64), the SIMD forward (depthwise_conv2d_simd.cpp,
+// float32 on our SIMD layer, stride_w 1 or 2) and the SIMD dx and dw at stride 2 (depthwise_grad_input_simd.cpp,
+// depthwise_grad_weight_simd.cpp). Contiguous tensors.
 #pragma once
 
 #include <ATen/ATen.h>
